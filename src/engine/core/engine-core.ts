@@ -1,0 +1,168 @@
+/**
+ * The engine core the model server drives: requests in, one `step(now)` at a time, outputs out. It
+ * wires the scheduler, the KV-cache manager and block hashing together and asks the timing model how
+ * long each step takes. It never reads a clock, so real-time serving and virtual-time runs share it.
+ */
+import { computeBlockHashes, computeNoneHash, externalBlockHash } from './block-hash.js';
+import { KvCacheManager } from './kv-cache-manager.js';
+import { EngineRequest } from './request.js';
+import { Scheduler } from './scheduler.js';
+import type {
+  EngineRequestInit,
+  EngineStats,
+  KvEvent,
+  PrefixHashAlgo,
+  RequestOutput,
+  StepResult,
+  StepTimer,
+} from './types.js';
+
+export interface EngineCoreConfig {
+  blockSize: number;
+  numGpuBlocks: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  maxModelLen: number;
+  enablePrefixCaching: boolean;
+  hashAlgo: PrefixHashAlgo;
+  /** PYTHONHASHSEED or undefined */
+  hashSeed: string | undefined;
+  enableKvEvents: boolean;
+  timer: StepTimer;
+  /**
+   * NONE_HASH to use when `hashSeed` is undefined, instead of 32 random bytes (vLLM's behaviour); lets
+   * tests and replays pin the hashes of an unseeded engine.
+   */
+  noneHash?: Uint8Array | undefined;
+}
+
+export interface BlockHashOptions {
+  readonly cacheSalt?: string | undefined;
+  readonly loraName?: string | undefined;
+}
+
+const NO_OUTPUTS: readonly RequestOutput[] = Object.freeze([]);
+
+export class EngineCore {
+  readonly noneHash: Uint8Array;
+  private readonly kv: KvCacheManager;
+  private readonly scheduler: Scheduler;
+  private readonly requests = new Map<string, EngineRequest>();
+  private readonly timer: StepTimer;
+
+  constructor(private readonly config: EngineCoreConfig) {
+    const { blockSize, maxNumSeqs, maxNumBatchedTokens, maxModelLen } = config;
+    for (const [name, v] of Object.entries({ blockSize, maxNumSeqs, maxNumBatchedTokens, maxModelLen })) {
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+    }
+    this.noneHash =
+      config.hashSeed === undefined && config.noneHash !== undefined
+        ? config.noneHash
+        : computeNoneHash(config.hashAlgo, config.hashSeed);
+    this.kv = new KvCacheManager(config);
+    this.scheduler = new Scheduler(config, this.kv);
+    this.timer = config.timer;
+  }
+
+  /**
+   * Queues one sequence. Throws on a duplicate id and on requests the server should have rejected (no
+   * prompt, `maxTokens` < 1, a prompt longer than `maxModelLen`); a prompt plus `maxTokens` beyond
+   * `maxModelLen` is accepted and ends with `length` at the limit.
+   */
+  addRequest(init: EngineRequestInit): void {
+    if (this.requests.has(init.requestId)) throw new Error(`duplicate request id ${init.requestId}`);
+    const n = init.promptTokenIds.length;
+    if (n === 0) throw new RangeError(`request ${init.requestId} has an empty prompt`);
+    if (n > this.config.maxModelLen) {
+      throw new RangeError(`request ${init.requestId}: prompt of ${n} tokens exceeds maxModelLen`);
+    }
+    if (!(init.maxTokens >= 1)) throw new RangeError(`request ${init.requestId}: maxTokens must be ≥ 1`);
+    const req = new EngineRequest(
+      init,
+      this.config.hashAlgo,
+      this.noneHash,
+      this.config.blockSize,
+      this.config.enablePrefixCaching,
+    );
+    this.requests.set(init.requestId, req);
+    this.scheduler.addRequest(req);
+  }
+
+  /** Drops a request wherever it is and frees its blocks; no output is produced for it afterwards. */
+  abortRequest(requestId: string): boolean {
+    const req = this.requests.get(requestId);
+    if (req === undefined) return false;
+    this.requests.delete(requestId);
+    return this.scheduler.abort(req);
+  }
+
+  hasUnfinishedRequests(): boolean {
+    return this.requests.size > 0;
+  }
+
+  /**
+   * Schedules and "executes" one step starting at `now`; its outputs are ready at `endTime`. With nothing
+   * schedulable the result is empty and `endTime === now`.
+   */
+  step(now: number): StepResult {
+    const scheduler = this.scheduler;
+    const numSeqs = scheduler.schedule(now);
+    const numPreempted = scheduler.numPreemptedInStep;
+    if (numSeqs === 0) {
+      return {
+        startTime: now,
+        endTime: now,
+        outputs: NO_OUTPUTS,
+        numScheduledTokens: 0,
+        numScheduledSeqs: 0,
+        numPreempted,
+      };
+    }
+    const numScheduledTokens = scheduler.shape.numTokens;
+    const endTime = now + this.timer.stepDuration(scheduler.shape);
+    const outputs = scheduler.updateFromOutput(endTime);
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i] as RequestOutput;
+      if (o.finishReason !== null) this.requests.delete(o.requestId);
+    }
+    return { startTime: now, endTime, outputs, numScheduledTokens, numScheduledSeqs: numSeqs, numPreempted };
+  }
+
+  stats(): EngineStats {
+    return {
+      numRunning: this.scheduler.running.length,
+      numWaiting: this.scheduler.waiting.size,
+      kvCacheUsage: this.kv.usage,
+      prefixCacheQueries: this.kv.prefixCacheQueries,
+      prefixCacheHits: this.kv.prefixCacheHits,
+      numPreemptions: this.scheduler.numPreemptions,
+      numGpuBlocks: this.config.numGpuBlocks,
+      blockSize: this.config.blockSize,
+    };
+  }
+
+  /** KV events since the last drain (always empty unless `enableKvEvents`). */
+  drainEvents(): KvEvent[] {
+    return this.kv.pool.drainEvents();
+  }
+
+  /** Forgets all cached blocks; refused (false) while any request holds blocks, as in vLLM. */
+  resetPrefixCache(): boolean {
+    return this.kv.resetPrefixCache();
+  }
+
+  /** The 64-bit external hashes of the full blocks of `tokenIds`, as this engine would publish them. */
+  blockHashesOf(tokenIds: readonly number[], opts: BlockHashOptions = {}): bigint[] {
+    const hashes = computeBlockHashes(
+      {
+        algo: this.config.hashAlgo,
+        noneHash: this.noneHash,
+        blockSize: this.config.blockSize,
+        loraName: opts.loraName,
+        cacheSalt: opts.cacheSalt,
+      },
+      tokenIds,
+    );
+    return hashes.map((h) => externalBlockHash(h.digest));
+  }
+}
