@@ -1,0 +1,141 @@
+/**
+ * The one table of llmd's errors: every error a client or operator can see has a class here with a
+ * stable `code`, an HTTP status and the OpenAI/vLLM error `type`. `toErrorBody` renders the JSON a client
+ * receives; nothing else in the code base decides a status. Match on `code`, not on the class.
+ * The codes are listed in docs/errors.md (a test keeps the two in step).
+ */
+
+export type ErrorBodyStyle = 'openai' | 'vllm-flat';
+
+export class LlmdError extends Error {
+  readonly code: string;
+  readonly status: number;
+  /** The OpenAI/vLLM error type name, e.g. `BadRequestError`. */
+  readonly type: string;
+  /** The request field at fault, when there is one. */
+  readonly param: string | null;
+
+  constructor(code: string, status: number, type: string, message: string, param: string | null = null) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+    this.type = type;
+    this.param = param;
+  }
+}
+
+/** Malformed or semantically invalid request (bad JSON, schema violation, bad parameter). */
+export class BadRequestError extends LlmdError {
+  constructor(message: string, param: string | null = null) {
+    super('LLMD_ERR_BAD_REQUEST', 400, 'BadRequestError', message, param);
+  }
+}
+
+/** Prompt plus requested output does not fit the model's context. */
+export class ContextLengthError extends LlmdError {
+  constructor(message: string, param: string | null = null) {
+    super('LLMD_ERR_CONTEXT_LENGTH', 400, 'BadRequestError', message, param);
+  }
+}
+
+export class ModelNotFoundError extends LlmdError {
+  constructor(model: string) {
+    super('LLMD_ERR_MODEL_NOT_FOUND', 404, 'NotFoundError', `The model \`${model}\` does not exist.`, 'model');
+  }
+}
+
+export class RouteNotFoundError extends LlmdError {
+  constructor(method: string, path: string) {
+    super('LLMD_ERR_ROUTE_NOT_FOUND', 404, 'NotFoundError', `No route for ${method} ${path}.`);
+  }
+}
+
+export class MethodNotAllowedError extends LlmdError {
+  constructor(method: string, path: string) {
+    super('LLMD_ERR_METHOD_NOT_ALLOWED', 405, 'MethodNotAllowedError', `Method ${method} not allowed on ${path}.`);
+  }
+}
+
+export class PayloadTooLargeError extends LlmdError {
+  constructor(limit: number) {
+    super(
+      'LLMD_ERR_PAYLOAD_TOO_LARGE',
+      413,
+      'PayloadTooLargeError',
+      `Request body exceeds the limit of ${limit} bytes.`,
+    );
+  }
+}
+
+/** The engine's waiting queue is full; the client (or router) should retry elsewhere or later. */
+export class QueueFullError extends LlmdError {
+  constructor(limit: number) {
+    super(
+      'LLMD_ERR_QUEUE_FULL',
+      429,
+      'TooManyRequestsError',
+      `Failed to enqueue request, waiting requests queue is full (limit ${limit}).`,
+    );
+  }
+}
+
+/** The process is shutting down or not ready. */
+export class ServiceUnavailableError extends LlmdError {
+  constructor(message: string) {
+    super('LLMD_ERR_UNAVAILABLE', 503, 'ServiceUnavailableError', message);
+  }
+}
+
+/** Anything unexpected: the message a client sees never carries internals. */
+export class InternalError extends LlmdError {
+  constructor() {
+    super('LLMD_ERR_INTERNAL', 500, 'InternalServerError', 'Internal server error.');
+  }
+}
+
+/** Invalid command-line flag or configuration: fails start-up, names the field. */
+export class ConfigError extends LlmdError {
+  constructor(message: string, param: string | null = null) {
+    super('LLMD_ERR_CONFIG', 400, 'ConfigError', message, param);
+  }
+}
+
+/** Every code above, for the documentation test. */
+export const ERROR_CODES = [
+  'LLMD_ERR_BAD_REQUEST',
+  'LLMD_ERR_CONTEXT_LENGTH',
+  'LLMD_ERR_MODEL_NOT_FOUND',
+  'LLMD_ERR_ROUTE_NOT_FOUND',
+  'LLMD_ERR_METHOD_NOT_ALLOWED',
+  'LLMD_ERR_PAYLOAD_TOO_LARGE',
+  'LLMD_ERR_QUEUE_FULL',
+  'LLMD_ERR_UNAVAILABLE',
+  'LLMD_ERR_INTERNAL',
+  'LLMD_ERR_CONFIG',
+] as const;
+
+/** Any thrown value as an LlmdError; unknown errors become a bare 500 so no internals leak. */
+export function asLlmdError(err: unknown): LlmdError {
+  return err instanceof LlmdError ? err : new InternalError();
+}
+
+/**
+ * The client-facing JSON. `openai` is vLLM's current shape `{"error":{message,type,param,code}}`
+ * (code = HTTP status, as vLLM sends it); `vllm-flat` is the older `{"object":"error",...}` that the
+ * llm-d sidecar still emits.
+ */
+export function toErrorBody(err: LlmdError, style: ErrorBodyStyle = 'openai'): string {
+  if (style === 'vllm-flat') {
+    return JSON.stringify({
+      object: 'error',
+      message: err.message,
+      type: err.type,
+      param: err.param ?? '',
+      code: err.status,
+    });
+  }
+  return JSON.stringify({
+    error: { message: err.message, type: err.type, param: err.param, code: err.status },
+  });
+}
