@@ -95,7 +95,12 @@ export function toBlockHash(digest: Uint8Array): BlockHash {
  */
 export function externalBlockHash(digest: Uint8Array): bigint {
   const n = digest.length;
-  if (n >= 8) return new DataView(digest.buffer, digest.byteOffset + n - 8, 8).getBigUint64(0);
+  if (n >= 8) {
+    const d = digest;
+    const hi = ((d[n - 8]! << 24) | (d[n - 7]! << 16) | (d[n - 6]! << 8) | d[n - 5]!) >>> 0;
+    const lo = ((d[n - 4]! << 24) | (d[n - 3]! << 16) | (d[n - 2]! << 8) | d[n - 1]!) >>> 0;
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
   let v = 0n;
   for (let i = 0; i < n; i++) v = (v << 8n) | BigInt(digest[i] as number);
   return v;
