@@ -98,22 +98,25 @@ export class KvCacheManager {
       if (numNewBlocks > 0) pool.getNewBlocks(numNewBlocks, blocks);
     }
 
-    if (!this.enableCaching) return true;
-    const numTokensToCache = Math.min(numComputedTokens + numNewTokens, request.numTokens);
-    const numFullBlocks = Math.floor(numTokensToCache / bs);
-    if (numFullBlocks > request.numCachedBlocks) {
-      pool.cacheFullBlocks(
-        blocks,
-        request.blockHashes,
-        request.numCachedBlocks,
-        numFullBlocks,
-        bs,
-        request.allTokenIds,
-        request.loraName,
-      );
-      request.numCachedBlocks = numFullBlocks;
-    }
+    if (this.enableCaching)
+      this.cacheBlocks(request, Math.min(numComputedTokens + numNewTokens, request.numTokens));
     return true;
+  }
+
+  /** Registers the request's full blocks among its first `numTokens` tokens in the prefix cache. */
+  cacheBlocks(request: EngineRequest, numTokens: number): void {
+    const numFullBlocks = Math.floor(numTokens / this.blockSize);
+    if (numFullBlocks <= request.numCachedBlocks) return;
+    this.pool.cacheFullBlocks(
+      request.blocks,
+      request.blockHashes,
+      request.numCachedBlocks,
+      numFullBlocks,
+      this.blockSize,
+      request.allTokenIds,
+      request.loraName,
+    );
+    request.numCachedBlocks = numFullBlocks;
   }
 
   /** Releases the request's blocks, tail first, so the end of a sequence is evicted before its prefix. */
