@@ -28,7 +28,7 @@
  * | Qwen3-8B, B200           |  7.4 ms |  7.8 ms |  8.8 ms | 0.019            |  9.7 ms  | 987,536   |
  *
  * Targets: 8B/H100 ITL 12 ms (inference-sim profile; reference 10–15 ms); Qwen3-32B TP=2 ITL ~45 ms at
- * the benchmark's load (simulated: 51.9 ms) and ~298k KV tokens per server; 70B TP=4 ITL 25–40 ms
+ * the benchmark's load (simulated: 49.1 ms) and ~298k KV tokens per server; 70B TP=4 ITL 25–40 ms
  * (reference; predicted 20.4 ms, 18 % under). The inference-sim profile's 0.25 ms/token prefill is
  * not the default (it contradicts the Qwen3-32B benchmark's TTFT); `--sim-mfu 0.066` reproduces it.
  */
