@@ -34,8 +34,13 @@ export interface OutputGeneratorOptions {
 
 export interface OutputPlanRequest {
   readonly promptTokenIds: readonly number[];
-  /** `max_tokens` / `max_completion_tokens` as the request gave it. */
+  /** `max_tokens` / `max_completion_tokens`, or the room left in the context when not given. */
   readonly maxTokens?: number | undefined;
+  /**
+   * Whether the request gave `maxTokens` itself (the length is then drawn from the histogram) or it is
+   * just the context limit (a length around 40 tokens). Default: true when `maxTokens` is set.
+   */
+  readonly explicitMaxTokens?: boolean | undefined;
   readonly minTokens?: number | undefined;
   readonly ignoreEos?: boolean | undefined;
   readonly seed?: number | undefined;
@@ -154,11 +159,14 @@ class RandomGenerator extends BaseGenerator {
 
   protected draft(req: OutputPlanRequest): number[] {
     const rng = new Rng(sequenceSeed(req.promptTokenIds, req.seed ?? this.seed, req.sequenceIndex ?? 0));
+    const explicit = req.maxTokens !== undefined && req.explicitMaxTokens !== false;
+    const room =
+      req.maxTokens !== undefined && !explicit ? Math.min(req.maxTokens, this.room(req)) : this.room(req);
     const n = sampleResponseLength(rng, {
-      maxTokens: req.maxTokens,
+      maxTokens: explicit ? req.maxTokens : undefined,
       minTokens: req.minTokens,
       ignoreEos: req.ignoreEos,
-      room: this.room(req),
+      room,
     });
     const out: number[] = [];
     if (n === 0) return out;

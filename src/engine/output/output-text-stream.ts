@@ -41,7 +41,7 @@ export class OutputTextStream {
   constructor(tokenizer: LlmdTokenizer, options: OutputTextOptions = {}) {
     this.detokenizer = new IncrementalDetokenizer(tokenizer, options);
     this.includeStop = options.includeStopStrInOutput ?? false;
-    this.checker = new StopChecker(options.stop, this.includeStop);
+    this.checker = new StopChecker(options.stop, { includeStopStr: this.includeStop });
     const ids = options.stopTokenIds;
     this.stopTokenIds = ids == null || ids.length === 0 ? NO_STOP_TOKENS : new Set(ids);
     this.minTokens = options.minTokens ?? 0;
@@ -56,13 +56,13 @@ export class OutputTextStream {
       this.stopped = true;
       this.stopReason = id;
       // The stop token's own text is dropped unless include_stop_str_in_output; the rest is final.
-      let out = this.includeStop ? this.checker.push(this.detokenizer.push(id), true) : '';
-      out += this.checker.push(this.detokenizer.flush(), true);
+      let out = this.includeStop ? this.checker.append(this.detokenizer.push(id), true) : '';
+      out += this.checker.append(this.detokenizer.flush(), true);
       if (this.checker.stopped) this.stopReason = this.checker.stopReason;
       else out += this.checker.flush();
       return out;
     }
-    const out = this.checker.push(this.detokenizer.push(id), check);
+    const out = this.checker.append(this.detokenizer.push(id), check);
     if (this.checker.stopped) {
       this.stopped = true;
       this.stopReason = this.checker.stopReason;
@@ -73,7 +73,7 @@ export class OutputTextStream {
   /** The engine finished the sequence (length or end of sequence): release any held-back text. */
   finish(): string {
     if (this.stopped) return '';
-    let out = this.checker.push(this.detokenizer.flush(), this.numTokens > this.minTokens);
+    let out = this.checker.append(this.detokenizer.flush(), this.numTokens > this.minTokens);
     if (this.checker.stopped) {
       this.stopped = true;
       this.stopReason = this.checker.stopReason;

@@ -1,13 +1,27 @@
 /**
  * Stop strings on the streamed output text, as vLLM's detokenizer applies them: the output ends where
- * the first stop string completes, and the stop string is cut off unless `include_stop_str_in_output`. A stop
- * string may span any number of tokens, so text that could still be the start of one is held back
- * until it is decided. (vLLM holds back a fixed `max(len(stop)) − 1` characters; holding back only an
- * actual partial match gives the same text, sooner.)
+ * the first stop string completes, and the stop string is cut off unless `include_stop_str_in_output`.
+ * A stop string may span any number of tokens, so text that could still be the start of one is held
+ * back until it is decided. (vLLM holds back a fixed `max(len(stop)) − 1` characters; holding back
+ * only an actual partial match gives the same text, sooner.)
  *
  * Invariant: released text is never part of a later match. The held-back tail is the longest suffix
  * that is a proper prefix of a stop string, so any match that started earlier would have been held.
  */
+
+export interface StopCheckerOptions {
+  /** vLLM's `include_stop_str_in_output`: keep the stop string at the end of the text. */
+  readonly includeStopStr?: boolean | undefined;
+}
+
+/** What one `push` released. The checker reuses this object: read it before the next push. */
+export interface StopResult {
+  /** Text that is final and can be sent. */
+  text: string;
+  /** The stop string that ended the output in this push, else null. */
+  matched: string | null;
+}
+
 export class StopChecker {
   /** Set once a stop string has been seen; no more text is released after that. */
   stopped = false;
@@ -22,12 +36,13 @@ export class StopChecker {
   private window = '';
   /** How many characters at the end of `window` are not yet released. */
   private held = 0;
+  private readonly result: StopResult = { text: '', matched: null };
 
-  constructor(stop: string | readonly string[] | null | undefined, includeStopStrInOutput = false) {
+  constructor(stop: string | readonly string[] | null | undefined, options?: StopCheckerOptions) {
     const list = stop == null ? [] : typeof stop === 'string' ? [stop] : stop;
     // An empty stop string would end every output at once; vLLM's OpenAI layer never sends one.
     this.stops = list.filter((s) => s.length > 0);
-    this.includeStop = includeStopStrInOutput;
+    this.includeStop = options?.includeStopStr ?? false;
     let longest = 0;
     for (const s of this.stops) if (s.length > longest) longest = s.length;
     this.keep = Math.max(0, longest - 1);
@@ -39,11 +54,21 @@ export class StopChecker {
   }
 
   /**
-   * Add newly decoded text and return the text that can be released now. `check` false (while fewer
-   * than `min_tokens` tokens exist) still tracks partial matches but lets complete ones pass, as vLLM
-   * skips the stop-string check before min_tokens.
+   * Add newly decoded text. `final` (the sequence ended) also releases held-back text. `check` false
+   * (while fewer than `min_tokens` tokens exist) still tracks partial matches but lets complete ones
+   * pass, as vLLM skips the stop-string check before min_tokens.
    */
-  push(text: string, check = true): string {
+  push(text: string, final = false, check = true): StopResult {
+    const r = this.result;
+    const wasStopped = this.stopped;
+    r.text = this.append(text, check);
+    r.matched = !wasStopped && this.stopped ? this.stopReason : null;
+    if (final && !this.stopped) r.text += this.flush();
+    return r;
+  }
+
+  /** Like `push` without `final`, returning only the released text; the outcome is on `stopped`. */
+  append(text: string, check = true): string {
     if (this.stopped) return '';
     if (this.stops.length === 0) return text;
     if (text.length === 0) return '';

@@ -108,6 +108,22 @@ describe('random mode', () => {
     expect(small.plan({ promptTokenIds: new Array(40).fill(1), seed: 1 })).toEqual([]);
   });
 
+  it('treats a max_tokens that is only the context limit like no max_tokens', () => {
+    let atMax = 0;
+    for (let seed = 0; seed < 500; seed++) {
+      const n = random.plan({
+        promptTokenIds: prompt('q'),
+        maxTokens: 60,
+        explicitMaxTokens: false,
+        seed,
+      }).length;
+      expect(n).toBeLessThanOrEqual(60);
+      if (n === 60) atMax++;
+    }
+    // Gaussian around 40 rejected above 60: max is almost never hit, unlike the histogram's 15%.
+    expect(atMax).toBeLessThan(15);
+  });
+
   it('ends the plan at the token that completes a stop string', () => {
     const base = { promptTokenIds: prompt('Go'), maxTokens: 400, ignoreEos: true, seed: 11 };
     const full = random.plan(base);

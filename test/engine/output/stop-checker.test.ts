@@ -7,7 +7,7 @@ import { StopChecker } from '../../../src/engine/output/stop-checker.js';
 function feed(checker: StopChecker, pieces: readonly string[]): { text: string; steps: string[] } {
   const steps: string[] = [];
   for (const p of pieces) {
-    steps.push(checker.push(p));
+    steps.push(checker.append(p));
     if (checker.stopped) break;
   }
   const text = steps.join('') + checker.flush();
@@ -18,7 +18,7 @@ describe('StopChecker', () => {
   it('passes text straight through without stop strings', () => {
     const c = new StopChecker(undefined);
     expect(c.active).toBe(false);
-    expect(c.push('hello')).toBe('hello');
+    expect(c.append('hello')).toBe('hello');
     expect(c.flush()).toBe('');
   });
 
@@ -41,24 +41,24 @@ describe('StopChecker', () => {
 
   it('holds back a partial match and releases it once it cannot match', () => {
     const c = new StopChecker('STOP');
-    expect(c.push('go ST')).toBe('go ');
-    expect(c.push('O')).toBe('');
-    expect(c.push('NE')).toBe('STONE');
+    expect(c.append('go ST')).toBe('go ');
+    expect(c.append('O')).toBe('');
+    expect(c.append('NE')).toBe('STONE');
     expect(c.stopped).toBe(false);
   });
 
   it('releases held-back text when the output ends', () => {
     const c = new StopChecker('STOP');
-    expect(c.push('the end ST')).toBe('the end ');
+    expect(c.append('the end ST')).toBe('the end ');
     expect(c.flush()).toBe('ST');
     expect(c.flush()).toBe('');
   });
 
   it('keeps the stop string with include_stop_str_in_output and holds nothing back', () => {
-    const c = new StopChecker(['###'], true);
-    expect(c.push('a #')).toBe('a #');
-    expect(c.push('#')).toBe('#');
-    expect(c.push('# tail')).toBe('#');
+    const c = new StopChecker(['###'], { includeStopStr: true });
+    expect(c.append('a #')).toBe('a #');
+    expect(c.append('#')).toBe('#');
+    expect(c.append('# tail')).toBe('#');
     expect(c.stopped).toBe(true);
   });
 
@@ -80,29 +80,40 @@ describe('StopChecker', () => {
 
   it('lets a complete match through while checking is off, as before min_tokens', () => {
     const c = new StopChecker('.');
-    expect(c.push('a.b', false)).toBe('a.b');
-    expect(c.push('c.d')).toBe('c');
+    expect(c.append('a.b', false)).toBe('a.b');
+    expect(c.append('c.d')).toBe('c');
     expect(c.stopped).toBe(true);
   });
 
   it('finds a match that started before checking was switched on', () => {
     const c = new StopChecker('xy');
-    expect(c.push('ax', false)).toBe('a');
-    expect(c.push('yz')).toBe('');
+    expect(c.append('ax', false)).toBe('a');
+    expect(c.append('yz')).toBe('');
     expect(c.stopped).toBe(true);
+  });
+
+  it('reports the match once through push and releases held text when final', () => {
+    const c = new StopChecker('END');
+    const r1 = c.push('abc E');
+    expect(r1).toEqual({ text: 'abc ', matched: null });
+    expect(c.push('N', true)).toEqual({ text: 'EN', matched: null });
+    const d = new StopChecker(['END']);
+    expect(d.push('x EN').text).toBe('x ');
+    expect(d.push('D y')).toEqual({ text: '', matched: 'END' });
+    expect(d.push('more')).toEqual({ text: '', matched: null });
   });
 
   it('ignores empty stop strings', () => {
     const c = new StopChecker(['', 'Z']);
-    expect(c.push('abc')).toBe('abc');
-    expect(c.push('Z')).toBe('');
+    expect(c.append('abc')).toBe('abc');
+    expect(c.append('Z')).toBe('');
     expect(c.stopped).toBe(true);
   });
 
   it('releases nothing after stopping', () => {
     const c = new StopChecker('!');
-    c.push('hi!');
-    expect(c.push('more')).toBe('');
+    c.append('hi!');
+    expect(c.append('more')).toBe('');
     expect(c.flush()).toBe('');
   });
 
@@ -136,10 +147,10 @@ describe('StopChecker', () => {
           which = s;
         }
       }
-      const c = new StopChecker(stops, include);
+      const c = new StopChecker(stops, { includeStopStr: include });
       let out = '';
       for (const p of pieces) {
-        const released = c.push(p);
+        const released = c.append(p);
         out += released;
         // Released text is final: it is always a prefix of the expected output.
         if (at >= 0) expect(at + (include ? which.length : 0)).toBeGreaterThanOrEqual(out.length);
