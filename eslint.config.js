@@ -23,7 +23,11 @@ export default tseslint.config(
       'no-restricted-properties': [
         'error',
         { object: 'Date', property: 'now', message: 'The engine core takes its clock as an argument.' },
-        { object: 'performance', property: 'now', message: 'The engine core takes its clock as an argument.' },
+        {
+          object: 'performance',
+          property: 'now',
+          message: 'The engine core takes its clock as an argument.',
+        },
       ],
     },
   },

@@ -41,7 +41,13 @@ export class ContextLengthError extends LlmdError {
 
 export class ModelNotFoundError extends LlmdError {
   constructor(model: string) {
-    super('LLMD_ERR_MODEL_NOT_FOUND', 404, 'NotFoundError', `The model \`${model}\` does not exist.`, 'model');
+    super(
+      'LLMD_ERR_MODEL_NOT_FOUND',
+      404,
+      'NotFoundError',
+      `The model \`${model}\` does not exist.`,
+      'model',
+    );
   }
 }
 
@@ -53,7 +59,12 @@ export class RouteNotFoundError extends LlmdError {
 
 export class MethodNotAllowedError extends LlmdError {
   constructor(method: string, path: string) {
-    super('LLMD_ERR_METHOD_NOT_ALLOWED', 405, 'MethodNotAllowedError', `Method ${method} not allowed on ${path}.`);
+    super(
+      'LLMD_ERR_METHOD_NOT_ALLOWED',
+      405,
+      'MethodNotAllowedError',
+      `Method ${method} not allowed on ${path}.`,
+    );
   }
 }
 

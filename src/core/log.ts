@@ -9,7 +9,11 @@ export type { Logger };
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export function createLogger(level: LogLevel, component: string, destination?: NodeJS.WritableStream): Logger {
+export function createLogger(
+  level: LogLevel,
+  component: string,
+  destination?: NodeJS.WritableStream,
+): Logger {
   const opts = { level, base: { component }, timestamp: pino.stdTimeFunctions.isoTime };
   return destination ? pino(opts, destination) : pino(opts);
 }
