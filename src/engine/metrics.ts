@@ -1,0 +1,301 @@
+/**
+ * `/metrics` of `llmd serve`: vLLM's Prometheus names, types, labels and buckets (vllm/v1/metrics/
+ * loggers.py), so that llm-d's EPP, dashboards and alerts work unchanged. Gauges are read from the
+ * engine when scraped; counters and histograms are fed as requests finish and tokens are delivered.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { EngineStats, FinishReason, RequestTimings } from './core/types.js';
+
+const TTFT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
+  80.0, 160.0, 640.0, 2560.0,
+];
+const ITL_BUCKETS = [
+  0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+];
+const REQUEST_LATENCY_BUCKETS = [
+  0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
+  960.0, 1920.0, 7680.0,
+];
+const DELIVERY_LAG_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+/** vLLM's 1-2-5 series up to `max` (build_1_2_5_buckets). */
+export function buckets125(max: number): number[] {
+  const out: number[] = [];
+  for (let exp = 0; ; exp++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** exp;
+      if (v > max) return out;
+      out.push(v);
+    }
+  }
+}
+
+export interface EngineMetricsOptions {
+  modelName: string;
+  maxModelLen: number;
+  /** `vllm:cache_config_info` labels; every value is stringified as vLLM does. */
+  cacheConfig: Record<string, string | number | boolean>;
+  stats: () => EngineStats;
+}
+
+/** Per-sequence figures at completion, in seconds. */
+export interface FinishedSequence {
+  finishReason: FinishReason;
+  numPromptTokens: number;
+  numGenerationTokens: number;
+  maxTokens: number;
+  timings: RequestTimings;
+}
+
+export class EngineMetrics {
+  readonly registry = new Registry();
+  private readonly labels: { model_name: string; engine: string };
+  private readonly promptTokens: Counter;
+  private readonly generationTokens: Counter;
+  private readonly requestSuccess: Counter;
+  private readonly prefixQueries: Counter;
+  private readonly prefixHits: Counter;
+  private readonly preemptions: Counter;
+  private readonly ttft: Histogram;
+  private readonly itl: Histogram;
+  private readonly tpotLegacy: Histogram;
+  private readonly requestTpot: Histogram;
+  private readonly e2e: Histogram;
+  private readonly queueTime: Histogram;
+  private readonly inferenceTime: Histogram;
+  private readonly prefillTime: Histogram;
+  private readonly decodeTime: Histogram;
+  private readonly requestPromptTokens: Histogram;
+  private readonly requestGenerationTokens: Histogram;
+  private readonly requestMaxTokens: Histogram;
+  private readonly requestN: Histogram;
+  private readonly iterationTokens: Histogram;
+  private readonly deliveryLag: Histogram;
+  /** Engine counters are cumulative; Prometheus counters take increments. */
+  private seen = { queries: 0, hits: 0, preemptions: 0 };
+
+  constructor(private readonly opts: EngineMetricsOptions) {
+    const r = this.registry;
+    this.labels = { model_name: opts.modelName, engine: '0' };
+    const labelNames = ['model_name', 'engine'] as const;
+    const stats = opts.stats;
+    const labels = this.labels;
+
+    new Gauge({
+      name: 'vllm:num_requests_running',
+      help: 'Number of requests in model execution batches.',
+      labelNames,
+      registers: [r],
+      collect() {
+        this.set(labels, stats().numRunning);
+      },
+    });
+    new Gauge({
+      name: 'vllm:num_requests_waiting',
+      help: 'Number of requests waiting to be processed.',
+      labelNames,
+      registers: [r],
+      collect() {
+        this.set(labels, stats().numWaiting);
+      },
+    });
+    new Gauge({
+      name: 'vllm:kv_cache_usage_perc',
+      help: 'KV-cache usage. 1 means 100 percent usage.',
+      labelNames,
+      registers: [r],
+      collect() {
+        this.set(labels, stats().kvCacheUsage);
+      },
+    });
+    const infoLabels: Record<string, string> = { engine: '0' };
+    for (const [k, v] of Object.entries(opts.cacheConfig)) infoLabels[k] = String(v);
+    const info = new Gauge({
+      name: 'vllm:cache_config_info',
+      help: 'Information of the LLMEngine CacheConfig',
+      labelNames: Object.keys(infoLabels),
+      registers: [r],
+    });
+    info.set(infoLabels, 1);
+
+    const counter = (name: string, help: string, extra: string[] = []): Counter =>
+      new Counter({ name, help, labelNames: [...labelNames, ...extra], registers: [r] });
+    this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
+    this.generationTokens = counter('vllm:generation_tokens_total', 'Number of generation tokens processed.');
+    // vLLM labels this `finished_reason`; llm-d-inference-sim uses `finish_reason`. Both are set so
+    // queries written for either work.
+    this.requestSuccess = counter('vllm:request_success_total', 'Count of successfully processed requests.', [
+      'finished_reason',
+      'finish_reason',
+    ]);
+    this.prefixQueries = counter(
+      'vllm:prefix_cache_queries_total',
+      'Prefix cache queries, in terms of number of queried tokens.',
+    );
+    this.prefixHits = counter(
+      'vllm:prefix_cache_hits_total',
+      'Prefix cache hits, in terms of number of cached tokens.',
+    );
+    this.preemptions = counter(
+      'vllm:num_preemptions_total',
+      'Cumulative number of preemption from the engine.',
+    );
+    for (const c of [
+      this.promptTokens,
+      this.generationTokens,
+      this.prefixQueries,
+      this.prefixHits,
+      this.preemptions,
+    ]) {
+      c.inc(this.labels, 0);
+    }
+
+    const hist = (name: string, help: string, buckets: number[]): Histogram =>
+      new Histogram({ name, help, labelNames, buckets, registers: [r] });
+    this.ttft = hist(
+      'vllm:time_to_first_token_seconds',
+      'Histogram of time to first token in seconds.',
+      TTFT_BUCKETS,
+    );
+    this.itl = hist(
+      'vllm:inter_token_latency_seconds',
+      'Histogram of inter-token latency in seconds.',
+      ITL_BUCKETS,
+    );
+    this.tpotLegacy = hist(
+      'vllm:time_per_output_token_seconds',
+      'Histogram of time per output token in seconds. DEPRECATED: use vllm:inter_token_latency_seconds.',
+      ITL_BUCKETS,
+    );
+    this.requestTpot = hist(
+      'vllm:request_time_per_output_token_seconds',
+      'Histogram of time_per_output_token_seconds per request.',
+      ITL_BUCKETS,
+    );
+    this.e2e = hist(
+      'vllm:e2e_request_latency_seconds',
+      'Histogram of e2e request latency in seconds.',
+      REQUEST_LATENCY_BUCKETS,
+    );
+    this.queueTime = hist(
+      'vllm:request_queue_time_seconds',
+      'Histogram of time spent in WAITING phase for request.',
+      REQUEST_LATENCY_BUCKETS,
+    );
+    this.inferenceTime = hist(
+      'vllm:request_inference_time_seconds',
+      'Histogram of time spent in RUNNING phase for request.',
+      REQUEST_LATENCY_BUCKETS,
+    );
+    this.prefillTime = hist(
+      'vllm:request_prefill_time_seconds',
+      'Histogram of time spent in PREFILL phase for request.',
+      REQUEST_LATENCY_BUCKETS,
+    );
+    this.decodeTime = hist(
+      'vllm:request_decode_time_seconds',
+      'Histogram of time spent in DECODE phase for request.',
+      REQUEST_LATENCY_BUCKETS,
+    );
+    const tokenBuckets = buckets125(opts.maxModelLen);
+    this.requestPromptTokens = hist(
+      'vllm:request_prompt_tokens',
+      'Number of prefill tokens processed.',
+      tokenBuckets,
+    );
+    this.requestGenerationTokens = hist(
+      'vllm:request_generation_tokens',
+      'Number of generation tokens processed.',
+      tokenBuckets,
+    );
+    this.requestMaxTokens = hist(
+      'vllm:request_params_max_tokens',
+      'Histogram of the max_tokens request parameter.',
+      tokenBuckets,
+    );
+    this.requestN = hist('vllm:request_params_n', 'Histogram of the n request parameter.', [1, 2, 5, 10, 20]);
+    this.iterationTokens = hist(
+      'vllm:iteration_tokens_total',
+      'Histogram of number of tokens per engine_step.',
+      [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384],
+    );
+    this.deliveryLag = hist(
+      'llmd:token_delivery_lag_seconds',
+      'Delay between the end of an engine step and the delivery of its tokens to clients.',
+      DELIVERY_LAG_BUCKETS,
+    );
+  }
+
+  private syncCounters(): void {
+    const s = this.opts.stats();
+    if (s.prefixCacheQueries > this.seen.queries)
+      this.prefixQueries.inc(this.labels, s.prefixCacheQueries - this.seen.queries);
+    if (s.prefixCacheHits > this.seen.hits)
+      this.prefixHits.inc(this.labels, s.prefixCacheHits - this.seen.hits);
+    if (s.numPreemptions > this.seen.preemptions)
+      this.preemptions.inc(this.labels, s.numPreemptions - this.seen.preemptions);
+    this.seen = { queries: s.prefixCacheQueries, hits: s.prefixCacheHits, preemptions: s.numPreemptions };
+  }
+
+  /** One engine step ran with this many tokens. */
+  observeStep(numTokens: number): void {
+    this.iterationTokens.observe(this.labels, numTokens);
+  }
+
+  /** Tokens of one sequence arrived `interval` seconds after its previous ones. */
+  observeTokens(count: number, interval: number): void {
+    this.generationTokens.inc(this.labels, count);
+    this.itl.observe(this.labels, interval);
+    this.tpotLegacy.observe(this.labels, interval);
+  }
+
+  observeFirstToken(ttft: number, numPromptTokens: number): void {
+    this.ttft.observe(this.labels, ttft);
+    this.promptTokens.inc(this.labels, numPromptTokens);
+    this.generationTokens.inc(this.labels, 1);
+  }
+
+  observeDeliveryLag(seconds: number): void {
+    this.deliveryLag.observe(this.labels, seconds);
+  }
+
+  observeRequest(n: number): void {
+    this.requestN.observe(this.labels, n);
+  }
+
+  observeFinished(f: FinishedSequence): void {
+    const t = f.timings;
+    if (f.finishReason !== 'abort') {
+      this.requestSuccess.inc({
+        ...this.labels,
+        finished_reason: f.finishReason,
+        finish_reason: f.finishReason,
+      });
+    }
+    this.e2e.observe(this.labels, t.finishedTime - t.arrivalTime);
+    this.queueTime.observe(this.labels, t.firstScheduledTime - t.arrivalTime);
+    this.inferenceTime.observe(this.labels, t.finishedTime - t.firstScheduledTime);
+    this.prefillTime.observe(this.labels, t.firstTokenTime - t.firstScheduledTime);
+    this.decodeTime.observe(this.labels, t.lastTokenTime - t.firstTokenTime);
+    if (f.numGenerationTokens > 1) {
+      this.requestTpot.observe(
+        this.labels,
+        (t.lastTokenTime - t.firstTokenTime) / (f.numGenerationTokens - 1),
+      );
+    }
+    this.requestPromptTokens.observe(this.labels, f.numPromptTokens);
+    this.requestGenerationTokens.observe(this.labels, f.numGenerationTokens);
+    this.requestMaxTokens.observe(this.labels, f.maxTokens);
+  }
+
+  async render(): Promise<string> {
+    // The engine keeps cumulative counters; they are copied over at scrape time.
+    this.syncCounters();
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
