@@ -1,0 +1,172 @@
+#!/usr/bin/env node
+/**
+ * `llmd` and its subcommands. Thin: parse flags, build a component's options, start it, and stop it
+ * cleanly on SIGINT/SIGTERM. Flag names and defaults follow the upstream tools (vLLM for `serve`).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { LlmdError } from './core/errors.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from './core/log.js';
+import {
+  KvEventsConfigSchema,
+  KvTransferConfigSchema,
+  parseJsonFlag,
+  type ServeOptionsInput,
+} from './engine/options.js';
+import { packageVersion, startServe } from './engine/serve.js';
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
+  return n;
+}
+
+function num(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
+  return n;
+}
+
+interface ServeFlags {
+  model?: string;
+  host: string;
+  port: number;
+  servedModelName?: string[];
+  maxModelLen?: number;
+  blockSize: number;
+  numGpuBlocksOverride?: number;
+  gpuMemoryUtilization: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  enablePrefixCaching: boolean;
+  prefixCachingHashAlgo: 'sha256_cbor' | 'xxhash_cbor';
+  seed: number;
+  tokenizer?: string;
+  tensorParallelSize: number;
+  streamInterval: number;
+  enablePromptTokensDetails?: boolean;
+  kvTransferConfig?: string;
+  kvEventsConfig?: string;
+  hardware: string;
+  mode: 'random' | 'echo';
+  maxWaitingQueueLength: number;
+  maxRequestBodySizeMb: number;
+  simMfu?: number;
+  simMbu?: number;
+  simStepOverheadMs?: number;
+  simJitter?: number;
+  simFixedStepMs?: number;
+  logLevel: LogLevel;
+}
+
+function serveCommand(): Command {
+  return new Command('serve')
+    .description('Start a vLLM-compatible model server with simulated compute')
+    .argument('[model]', 'model name, e.g. Qwen/Qwen3-32B (selects the architecture profile)')
+    .option('--model <name>', 'model name (alternative to the positional argument)')
+    .option('--host <host>', 'address to listen on', '0.0.0.0')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', int, 8000)
+    .option('--served-model-name <names...>', 'model names the API answers to (default: the model)')
+    .option('--max-model-len <n>', 'context length (default: the model profile)', int)
+    .option('--block-size <n>', 'tokens per KV-cache block', int, 16)
+    .option('--num-gpu-blocks-override <n>', 'KV-cache blocks, instead of the profile-derived capacity', int)
+    .option('--gpu-memory-utilization <f>', 'fraction of accelerator memory for weights + KV cache', num, 0.9)
+    .option('--max-num-seqs <n>', 'maximum sequences per engine step', int, 256)
+    .option('--max-num-batched-tokens <n>', 'token budget per engine step', int, 8192)
+    .option('--enable-prefix-caching', 'enable automatic prefix caching (default)')
+    .option('--no-enable-prefix-caching', 'disable automatic prefix caching')
+    .addOption(
+      new Option('--prefix-caching-hash-algo <algo>', 'block hash function')
+        .choices(['sha256_cbor', 'xxhash_cbor'])
+        .default('sha256_cbor'),
+    )
+    .option('--seed <n>', 'random seed (output text, jitter)', int, 0)
+    .option('--tokenizer <path>', 'tokenizer directory or tokenizer.json (default: embedded Qwen3)')
+    .option('--tensor-parallel-size <n>', 'tensor-parallel degree of the simulated server', int, 1)
+    .option('--stream-interval <n>', 'tokens per streamed chunk', int, 1)
+    .option('--enable-prompt-tokens-details', 'report usage.prompt_tokens_details.cached_tokens')
+    .option('--kv-transfer-config <json>', "vLLM's KV-transfer (P/D) configuration, as JSON")
+    .option('--kv-events-config <json>', "vLLM's KV-events publisher configuration, as JSON")
+    .option('--hardware <name>', 'simulated accelerator: H100, H200, A100-80G, L40S, ...', 'H100')
+    .addOption(new Option('--mode <mode>', 'output text').choices(['random', 'echo']).default('random'))
+    .option('--max-waiting-queue-length <n>', 'waiting requests before 429', int, 1000)
+    .option('--max-request-body-size-mb <n>', 'largest accepted request body', num, 16)
+    .option('--sim-mfu <f>', 'timing model: model FLOPs utilisation override', num)
+    .option('--sim-mbu <f>', 'timing model: memory bandwidth utilisation override', num)
+    .option('--sim-step-overhead-ms <ms>', 'timing model: fixed per-step overhead override', num)
+    .option('--sim-jitter <f>', 'timing model: relative std-dev of step times (seeded)', num)
+    .option(
+      '--sim-fixed-step-ms <ms>',
+      'every engine step takes exactly this long (overrides the model)',
+      num,
+    )
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
+    .action(async (positional: string | undefined, flags: ServeFlags) => {
+      const model = positional ?? flags.model;
+      if (!model) throw new InvalidArgumentError('a model name is required: llmd serve <model>');
+      const input: ServeOptionsInput = {
+        model,
+        host: flags.host,
+        port: flags.port,
+        servedModelName: flags.servedModelName,
+        maxModelLen: flags.maxModelLen,
+        blockSize: flags.blockSize,
+        numGpuBlocksOverride: flags.numGpuBlocksOverride,
+        gpuMemoryUtilization: flags.gpuMemoryUtilization,
+        maxNumSeqs: flags.maxNumSeqs,
+        maxNumBatchedTokens: flags.maxNumBatchedTokens,
+        enablePrefixCaching: flags.enablePrefixCaching,
+        prefixCachingHashAlgo: flags.prefixCachingHashAlgo,
+        seed: flags.seed,
+        tokenizer: flags.tokenizer,
+        tensorParallelSize: flags.tensorParallelSize,
+        streamInterval: flags.streamInterval,
+        enablePromptTokensDetails: flags.enablePromptTokensDetails ?? false,
+        kvTransferConfig:
+          flags.kvTransferConfig === undefined
+            ? undefined
+            : parseJsonFlag('--kv-transfer-config', flags.kvTransferConfig, KvTransferConfigSchema),
+        kvEventsConfig:
+          flags.kvEventsConfig === undefined
+            ? undefined
+            : parseJsonFlag('--kv-events-config', flags.kvEventsConfig, KvEventsConfigSchema),
+        hardware: flags.hardware,
+        mode: flags.mode,
+        maxWaitingQueueLength: flags.maxWaitingQueueLength,
+        maxRequestBodyBytes: Math.floor(flags.maxRequestBodySizeMb * 1024 * 1024),
+        simMfu: flags.simMfu,
+        simMbu: flags.simMbu,
+        simStepOverheadMs: flags.simStepOverheadMs,
+        simJitter: flags.simJitter,
+        simFixedStepMs: flags.simFixedStepMs,
+        hashSeed: process.env.PYTHONHASHSEED,
+        logLevel: flags.logLevel,
+      };
+      const logger = createLogger(flags.logLevel, 'serve');
+      const running = await startServe(input, logger);
+      const stop = (signal: string): void => {
+        logger.info({ signal }, 'shutting down');
+        void running.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+}
+
+export function buildProgram(): Command {
+  return new Command('llmd')
+    .description('llm-d in TypeScript: endpoint picker, P/D sidecar, model server, KV-cache indexer')
+    .version(packageVersion())
+    .addCommand(serveCommand());
+}
+
+// vLLM spells the short form `-tp`; commander's short flags are one letter.
+const argv = process.argv.map((a) => (a === '-tp' ? '--tensor-parallel-size' : a));
+
+buildProgram()
+  .parseAsync(argv)
+  .catch((err: unknown) => {
+    if (err instanceof LlmdError) process.stderr.write(`llmd: ${err.message}\n`);
+    else if (err instanceof Error) process.stderr.write(`llmd: ${err.message}\n`);
+    else process.stderr.write('llmd: unexpected error\n');
+    process.exit(1);
+  });
