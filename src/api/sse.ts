@@ -3,10 +3,10 @@
  * `data: [DONE]\n\n`.
  */
 
+/** No `connection` header: Node's server decides keep-alive from the request, as HTTP/1.1 wants. */
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache',
-  connection: 'keep-alive',
 };
 
 export const SSE_DONE = 'data: [DONE]\n\n';

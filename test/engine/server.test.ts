@@ -1,6 +1,7 @@
 /**
  * `llmd serve` through the real `openai` client and plain HTTP, on a loopback port.
  */
+import { connect } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServe, type RunningServe } from '../../src/engine/serve.js';
@@ -239,6 +240,35 @@ describe('llmd serve with the openai client', () => {
     });
     expect(res.headers.get('x-request-id')).toBe('abc-123');
     expect(((await res.json()) as { id: string }).id).toBe('cmpl-abc-123');
+  });
+});
+
+describe('llmd serve connection handling', () => {
+  it('closes a streaming response promptly when the client asked for connection: close', async () => {
+    const { hostname, port } = new URL(srv.url);
+    const body = JSON.stringify({
+      model: MODEL,
+      prompt: 'hi',
+      max_tokens: 3,
+      ignore_eos: true,
+      stream: true,
+    });
+    const text = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const sock = connect({ host: hostname, port: Number(port) }, () => {
+        sock.write(
+          `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+            `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      });
+      sock.on('data', (c: Buffer) => (got += c.toString('utf8')));
+      // The server must end the socket itself; a keep-alive response would leave it open for a minute.
+      sock.setTimeout(5_000, () => reject(new Error('socket left open after the response')));
+      sock.on('close', () => resolve(got));
+      sock.on('error', reject);
+    });
+    expect(text).toContain('data: [DONE]');
+    expect(text.toLowerCase()).toContain('connection: close');
   });
 });
 
