@@ -2,7 +2,9 @@
  * The real-time driver of the engine core: it runs a step, sleeps until the step's end on the wall
  * clock, hands the step's tokens to the server, and starts the next step at once — the loop vLLM's
  * engine runs on a GPU. Steps are chained on the engine's own timeline (the next step starts at the
- * previous step's end, not when the timer happened to fire), so timer lateness never accumulates.
+ * previous step's end, not when the timer happened to fire), so timer lateness and short host stalls
+ * never accumulate: after a stall the overdue steps run back to back until the timeline is caught up,
+ * as a GPU that kept computing through the stall would have delivered them.
  */
 import type { StepResult } from './core/types.js';
 
@@ -13,37 +15,55 @@ export interface SteppableEngine {
 }
 
 export interface DriverSink {
-  /** Tokens of a step, delivered `lag` seconds after the step's end. */
-  onStep(result: StepResult, lag: number): void;
+  /** Tokens of a step, delivered as soon as possible after `result.endTime` on the driver's clock. */
+  onStep(result: StepResult): void;
 }
 
-/** If the process falls further behind than this, the timeline resynchronises with the wall clock. */
-const MAX_CATCH_UP_S = 0.01;
+/** The timer functions the driver uses; injectable so tests can run it on a virtual clock. */
+export interface DriverTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  setImmediate(fn: () => void): unknown;
+}
+
+const NODE_TIMERS: DriverTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  setImmediate: (fn) => setImmediate(fn),
+};
+
+/**
+ * How far the engine's timeline may trail the wall clock and still be caught up. A longer stall (the
+ * process was suspended, or is overloaded for good) restarts the timeline from the present instead of
+ * bursting out a backlog.
+ */
+export const MAX_CATCH_UP_S = 0.25;
 
 export class RealtimeDriver {
   private active = false;
   private stopped = false;
-  private lastEnd = 0;
+  private lastEnd = -Infinity;
   private pending: StepResult | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: unknown = null;
 
   constructor(
     private readonly engine: SteppableEngine,
     /** Monotonic seconds. */
     readonly clock: () => number,
     private readonly sink: DriverSink,
+    private readonly timers: DriverTimers = NODE_TIMERS,
   ) {}
 
   /** Called after a request is added: starts the loop if it was idle. */
   kick(): void {
     if (this.active || this.stopped) return;
     this.active = true;
-    setImmediate(this.runStep);
+    this.timers.setImmediate(this.runStep);
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     this.active = false;
   }
@@ -51,18 +71,23 @@ export class RealtimeDriver {
   private readonly runStep = (): void => {
     if (this.stopped) return;
     const now = this.clock();
-    const start = now - this.lastEnd < MAX_CATCH_UP_S ? Math.max(now, this.lastEnd) : now;
-    const result = this.engine.step(start);
+    let start = now - this.lastEnd < MAX_CATCH_UP_S ? this.lastEnd : now;
+    let result = this.engine.step(start);
+    // On a trailing timeline the only waiting requests may have arrived after `start`: they are due
+    // now, so the step starts now.
+    if (result.numScheduledSeqs === 0 && start < now && this.engine.hasUnfinishedRequests()) {
+      start = now;
+      result = this.engine.step(start);
+    }
     if (result.numScheduledSeqs === 0 && result.outputs.length === 0) {
       // Nothing runnable: sleep until the next request arrives.
       this.active = false;
-      this.lastEnd = start;
       return;
     }
     this.pending = result;
     const delayMs = (result.endTime - this.clock()) * 1000;
-    if (delayMs <= 0) setImmediate(this.endStep);
-    else this.timer = setTimeout(this.endStep, delayMs);
+    if (delayMs <= 0) this.timers.setImmediate(this.endStep);
+    else this.timer = this.timers.setTimeout(this.endStep, delayMs);
   };
 
   private readonly endStep = (): void => {
@@ -71,7 +96,7 @@ export class RealtimeDriver {
     this.pending = null;
     if (!result || this.stopped) return;
     this.lastEnd = result.endTime;
-    this.sink.onStep(result, Math.max(0, this.clock() - result.endTime));
+    this.sink.onStep(result);
     if (this.engine.hasUnfinishedRequests()) this.runStep();
     else this.active = false;
   };

@@ -80,6 +80,9 @@ export class Scheduler {
       const waiting = this.waiting;
       while (waiting.size > 0 && budget > 0 && running.length < this.config.maxNumSeqs) {
         const req = waiting.peekFront() as EngineRequest;
+        // A request that arrived after this step began joins the next one, as in vLLM's engine loop.
+        // The queue is in arrival order (preempted requests at its front arrived earlier still).
+        if (req.arrivalTime > now) break;
         const numNewComputed = req.numComputedTokens === 0 ? kv.getComputedBlocks(req) : 0;
         const numComputed = req.numComputedTokens + numNewComputed;
         let n = req.numTokens - numComputed;
