@@ -5,6 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { SSE_DONE, SSE_HEADERS } from '../api/sse.js';
+import { SseWriter } from '../core/sse-writer.js';
 import type { FinishReason, RequestOutput } from './core/types.js';
 import type { EngineMetrics } from './metrics.js';
 import type { OutputTextStream } from './output/index.js';
@@ -65,6 +66,7 @@ export class Exchange {
   private done = false;
   /** `{"id":…,"object":…,"created":…,"model":…,"choices":[` — the fixed head of every chunk. */
   private readonly chunkHead: string;
+  private readonly sse: SseWriter | null;
 
   constructor(
     readonly res: ServerResponse,
@@ -81,6 +83,7 @@ export class Exchange {
       ',"model":' +
       JSON.stringify(opts.model) +
       ',"choices":[';
+    this.sse = opts.stream ? new SseWriter(res) : null;
   }
 
   add(seq: Sequence): void {
@@ -95,9 +98,7 @@ export class Exchange {
   /** Start the response: SSE headers now, JSON at the end. */
   begin(extraHeaders: Record<string, string>): void {
     for (const k in extraHeaders) this.res.setHeader(k, extraHeaders[k]!);
-    if (!this.opts.stream) return;
-    this.res.writeHead(200, SSE_HEADERS);
-    this.res.flushHeaders();
+    this.sse?.begin(SSE_HEADERS);
   }
 
   /** The engine produced something for one of our sequences. `now` is the step end on the engine clock. */
@@ -151,7 +152,7 @@ export class Exchange {
       if (!seq.started) {
         seq.started = true;
         // The first chunk of a choice carries the role, as vLLM sends it.
-        this.res.write(
+        this.sse!.write(
           this.chunkHead +
             '{"index":' +
             seq.index +
@@ -190,7 +191,7 @@ export class Exchange {
     if (this.opts.continuousUsage && this.opts.includeUsage) {
       chunk += ',"usage":' + JSON.stringify(this.seqUsage(seq));
     }
-    this.res.write(chunk + '}\n\n');
+    this.sse!.write(chunk + '}\n\n');
     seq.pending = '';
     seq.pendingTokens = 0;
   }
@@ -261,9 +262,9 @@ export class Exchange {
     if (this.done) return;
     this.done = true;
     const o = this.opts;
-    if (o.stream) {
+    if (this.sse !== null) {
       if (o.includeUsage) {
-        this.res.write(
+        this.sse.write(
           'data: {"id":' +
             JSON.stringify(o.id) +
             ',"object":"' +
@@ -277,7 +278,7 @@ export class Exchange {
             '}\n\n',
         );
       }
-      this.res.end(SSE_DONE);
+      this.sse.end(SSE_DONE);
     } else {
       const body = JSON.stringify(this.finalBody());
       this.res.writeHead(200, {

@@ -90,7 +90,7 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
 
   let engineServer: EngineServer | null = null;
   const driver = new RealtimeDriver(core, monotonicSeconds, {
-    onStep: (result, lag) => engineServer?.onStep(result, lag),
+    onStep: (result) => engineServer?.onStep(result),
   });
   engineServer = new EngineServer({
     options: opts,

@@ -102,9 +102,10 @@ export class EngineServer implements DriverSink {
     this.route(req, res).catch((err: unknown) => this.sendError(res, err));
   };
 
-  onStep(result: StepResult, lag: number): void {
+  onStep(result: StepResult): void {
     const m = this.ctx.metrics;
-    m.observeDeliveryLag(lag);
+    const clock = this.ctx.driver.clock;
+    const end = result.endTime;
     if (result.numScheduledTokens > 0) m.observeStep(result.numScheduledTokens);
     const outputs = result.outputs;
     for (let i = 0; i < outputs.length; i++) {
@@ -112,12 +113,14 @@ export class EngineServer implements DriverSink {
       const owner = this.owners.get(out.requestId);
       if (owner === undefined) continue;
       try {
-        owner.ex.onOutput(owner.seq, out, result.endTime);
+        owner.ex.onOutput(owner.seq, out, end);
       } catch (err) {
         // One broken exchange must not stop the step's other deliveries.
         this.ctx.logger.error({ err, request_id: owner.ex.opts.id }, 'failed to deliver tokens');
         owner.ex.cancel();
       }
+      // The delay this process added to this output: step end → handed to the client's socket.
+      m.observeDeliveryLag(clock() - end);
     }
   }
 
