@@ -14,6 +14,8 @@ export class LlmdError extends Error {
   readonly type: string;
   /** The request field at fault, when there is one. */
   readonly param: string | null;
+  /** llm-d's `x-llm-d-request-dropped-reason` value, for requests the router refused. */
+  droppedReason: string | null = null;
 
   constructor(code: string, status: number, type: string, message: string, param: string | null = null) {
     super(message);
@@ -112,6 +114,50 @@ export class ConfigError extends LlmdError {
   }
 }
 
+/** No endpoint can take the request: the pool is empty or nothing matched (llm-d: 503). */
+export class NoEndpointsError extends LlmdError {
+  constructor(message = 'No endpoints available for the request.') {
+    super('LLMD_ERR_NO_ENDPOINTS', 503, 'ServiceUnavailableError', message);
+    this.droppedReason = 'rejected-no-endpoints';
+  }
+}
+
+/** Every endpoint was filtered out in a scheduling profile (llm-d: 429 `rejected-saturated`). */
+export class SchedulingFailedError extends LlmdError {
+  constructor(message: string) {
+    super('LLMD_ERR_SCHEDULING_FAILED', 429, 'TooManyRequestsError', message);
+    this.droppedReason = 'rejected-saturated';
+  }
+}
+
+/** A sheddable request (negative priority) met a saturated pool. */
+export class SheddedError extends LlmdError {
+  constructor() {
+    super('LLMD_ERR_SHEDDED', 429, 'TooManyRequestsError', 'System saturated, sheddable request dropped.');
+  }
+}
+
+/** `Prefer: if-available` and the chosen endpoint holds none of the prompt (RFC 7240). */
+export class PreconditionFailedError extends LlmdError {
+  constructor(message: string) {
+    super('LLMD_ERR_PRECONDITION_FAILED', 412, 'PreconditionFailedError', message);
+  }
+}
+
+/** The chosen model server could not be reached, and no other could take the request. */
+export class UpstreamUnavailableError extends LlmdError {
+  constructor(message: string) {
+    super('LLMD_ERR_UPSTREAM_UNAVAILABLE', 503, 'ServiceUnavailableError', message);
+  }
+}
+
+/** The model server did not answer in time. */
+export class UpstreamTimeoutError extends LlmdError {
+  constructor(message: string) {
+    super('LLMD_ERR_UPSTREAM_TIMEOUT', 504, 'GatewayTimeoutError', message);
+  }
+}
+
 /** Every code above, for the documentation test. */
 export const ERROR_CODES = [
   'LLMD_ERR_BAD_REQUEST',
@@ -124,6 +170,12 @@ export const ERROR_CODES = [
   'LLMD_ERR_UNAVAILABLE',
   'LLMD_ERR_INTERNAL',
   'LLMD_ERR_CONFIG',
+  'LLMD_ERR_NO_ENDPOINTS',
+  'LLMD_ERR_SCHEDULING_FAILED',
+  'LLMD_ERR_SHEDDED',
+  'LLMD_ERR_PRECONDITION_FAILED',
+  'LLMD_ERR_UPSTREAM_UNAVAILABLE',
+  'LLMD_ERR_UPSTREAM_TIMEOUT',
 ] as const;
 
 /** Any thrown value as an LlmdError; unknown errors become a bare 500 so no internals leak. */

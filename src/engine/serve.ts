@@ -5,8 +5,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
 import { createLogger, type Logger } from '../core/log.js';
+import { packageVersion } from '../core/version.js';
 import { EngineCore } from './core/engine-core.js';
 import { FixedStepTimer } from './core/fixed-timer.js';
 import { createTimer, kvCapacity } from './core/timing.js';
@@ -25,12 +25,6 @@ export interface RunningServe {
   readonly numGpuBlocks: number;
   readonly maxModelLen: number;
   close(): Promise<void>;
-}
-
-export function packageVersion(): string {
-  const require = createRequire(import.meta.url);
-  const pkg = require('../../package.json') as { version?: unknown };
-  return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
 }
 
 export async function startServe(input: ServeOptionsInput, logger?: Logger): Promise<RunningServe> {
