@@ -12,7 +12,10 @@ import {
   parseJsonFlag,
   type ServeOptionsInput,
 } from './engine/options.js';
-import { packageVersion, startServe } from './engine/serve.js';
+import { startServe } from './engine/serve.js';
+import { startEpp } from './epp/epp.js';
+import { parseDuration } from './core/duration.js';
+import { packageVersion } from './core/version.js';
 
 function int(value: string): number {
   const n = Number(value);
@@ -152,11 +155,110 @@ function serveCommand(): Command {
     });
 }
 
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError('must be a port in 0..65535');
+  return n;
+}
+
+function durationMs(value: string): number {
+  try {
+    return parseDuration(value, 'duration');
+  } catch {
+    throw new InvalidArgumentError('must be a duration such as 50ms, 2s or 1m');
+  }
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+interface EppFlags {
+  configFile?: string;
+  configText?: string;
+  endpoint: string[];
+  endpointsFile?: string;
+  gatewayHost: string;
+  gatewayPort: number;
+  gateway: boolean;
+  metricsPort: number;
+  refreshMetricsInterval: number;
+  metricsStalenessThreshold: number;
+  poolName: string;
+  seed: number;
+  allowExperimentalPlugins?: boolean;
+  recordDecisions?: boolean;
+  maxRequestBodySizeMb: number;
+  logLevel: LogLevel;
+}
+
+function eppCommand(): Command {
+  return new Command('epp')
+    .description('Start the endpoint picker and its standalone HTTP gateway')
+    .option('--config-file <path>', 'EndpointPickerConfig (YAML or JSON)')
+    .option('--config-text <text>', 'EndpointPickerConfig given inline')
+    .option(
+      '--endpoint <spec>',
+      'a model server: name=…,address=…,port=…,labels=k=v;k2=v2 (or address:port); repeatable',
+      collect,
+      [],
+    )
+    .option('--endpoints-file <path>', 'endpoints in the file-discovery format, watched for changes')
+    .option('--gateway-host <host>', 'address the gateway listens on', '0.0.0.0')
+    .option('--gateway-port <port>', 'OpenAI-compatible gateway port (0 picks a free one)', port, 8080)
+    .option('--no-gateway', 'do not serve the HTTP gateway')
+    .option('--metrics-port <port>', 'Prometheus metrics port', port, 9090)
+    .option(
+      '--refresh-metrics-interval <duration>',
+      'model-server metrics scrape tick (min 50ms)',
+      durationMs,
+      50,
+    )
+    .option('--metrics-staleness-threshold <duration>', 'metrics older than this are stale', durationMs, 2000)
+    .option('--pool-name <name>', 'pool name in the pool metrics', 'default')
+    .option('--seed <n>', 'seed for every random choice (tie-breaks, exploration)', int, 0)
+    .option('--allow-experimental-plugins', 'allow alpha-stability plugin types')
+    .option('--record-decisions', 'keep a decision record for every request (debugging)')
+    .option('--max-request-body-size-mb <n>', 'largest accepted request body', num, 64)
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
+    .action(async (flags: EppFlags) => {
+      const logger = createLogger(flags.logLevel, 'epp');
+      const running = await startEpp(
+        {
+          configFile: flags.configFile,
+          configText: flags.configText,
+          endpoints: flags.endpoint,
+          endpointsFile: flags.endpointsFile,
+          gatewayHost: flags.gatewayHost,
+          gatewayPort: flags.gateway ? flags.gatewayPort : null,
+          metricsPort: flags.metricsPort,
+          refreshMetricsIntervalMs: flags.refreshMetricsInterval,
+          metricsStalenessMs: flags.metricsStalenessThreshold,
+          poolName: flags.poolName,
+          seed: flags.seed,
+          allowExperimentalPlugins: flags.allowExperimentalPlugins ?? false,
+          recordDecisions: flags.recordDecisions ?? false,
+          maxRequestBodyBytes: Math.floor(flags.maxRequestBodySizeMb * 1024 * 1024),
+          logLevel: flags.logLevel,
+        },
+        logger,
+      );
+      const stop = (signal: string): void => {
+        logger.info({ signal }, 'shutting down');
+        void running.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+}
+
 export function buildProgram(): Command {
   return new Command('llmd')
     .description('llm-d in TypeScript: endpoint picker, P/D sidecar, model server, KV-cache indexer')
     .version(packageVersion())
-    .addCommand(serveCommand());
+    .addCommand(serveCommand())
+    .addCommand(eppCommand());
 }
 
 // vLLM spells the short form `-tp`; commander's short flags are one letter.

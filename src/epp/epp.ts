@@ -1,0 +1,290 @@
+/**
+ * `llmd epp`: wires the endpoint picker together — config and plugins, the datastore and its
+ * discovery, the metrics scraper, the director, the standalone HTTP gateway and the metrics server —
+ * and returns a handle that can close it all.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { ConfigError } from '../core/errors.js';
+import { createLogger, LOG_LEVELS, type Logger } from '../core/log.js';
+import { Rng } from '../core/rng.js';
+import { packageVersion } from '../core/version.js';
+import { loadEppConfig, type EppConfig } from './config/loader.js';
+import { Datastore, type DatastoreEndpoint } from './datastore/datastore.js';
+import { FileDiscovery } from './datastore/discovery/file.js';
+import { StaticDiscovery, parseEndpointFlags } from './datastore/discovery/flags.js';
+import { DEFAULT_STALENESS_MS, MIN_TICK_MS, Scraper } from './datastore/scraper.js';
+import type { DiscoverySink, EndpointDiscovery } from './framework/datalayer.js';
+import type { Endpoint } from './framework/endpoint.js';
+import { Gateway } from './gateway/gateway.js';
+import { DEFAULT_UPSTREAM_OPTIONS, Upstreams } from './gateway/upstreams.js';
+import { Director, type SaturationDetector } from './handling/director.js';
+import { EppMetrics } from './metrics.js';
+import { inTreeRegistry } from './plugins/registry.js';
+import { UtilizationDetector } from './plugins/saturation/utilization-detector.js';
+
+export const EppOptionsSchema = z
+  .object({
+    /** YAML/JSON text of an EndpointPickerConfig; undefined = the built-in default. */
+    configText: z.string().optional(),
+    configFile: z.string().optional(),
+    /** `--endpoint` values. */
+    endpoints: z.array(z.string()).default([]),
+    endpointsFile: z.string().optional(),
+    gatewayHost: z.string().default('0.0.0.0'),
+    /** 0 picks a free port; null disables the gateway. */
+    gatewayPort: z.number().int().min(0).max(65535).nullable().default(8080),
+    metricsHost: z.string().default('0.0.0.0'),
+    metricsPort: z.number().int().min(0).max(65535).nullable().default(9090),
+    refreshMetricsIntervalMs: z.number().min(MIN_TICK_MS).default(MIN_TICK_MS),
+    metricsStalenessMs: z.number().positive().default(DEFAULT_STALENESS_MS),
+    poolName: z.string().default('default'),
+    seed: z.number().int().default(0),
+    allowExperimentalPlugins: z.boolean().default(false),
+    recordDecisions: z.boolean().default(false),
+    maxRequestBodyBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024),
+    connectTimeoutMs: z.number().positive().default(DEFAULT_UPSTREAM_OPTIONS.connectTimeoutMs),
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+  })
+  .strict()
+  .refine((o) => o.configText === undefined || o.configFile === undefined, {
+    message: '--config-file and --config-text are mutually exclusive',
+    path: ['configFile'],
+  });
+
+export type EppOptionsInput = z.input<typeof EppOptionsSchema>;
+export type EppOptions = z.output<typeof EppOptionsSchema>;
+
+export interface RunningEpp {
+  /** The gateway's base URL, when it runs. */
+  readonly url: string | null;
+  readonly metricsUrl: string | null;
+  readonly config: EppConfig;
+  readonly datastore: Datastore;
+  readonly director: Director;
+  readonly scraper: Scraper;
+  readonly metrics: EppMetrics;
+  close(): Promise<void>;
+}
+
+export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise<RunningEpp> {
+  const parsed = EppOptionsSchema.safeParse(input);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new ConfigError(`${i.path.join('.')}: ${i.message}`, i.path.join('.'));
+  }
+  const opts = parsed.data;
+  const log = logger ?? createLogger(opts.logLevel, 'epp');
+  const clock = (): number => performance.now();
+
+  const datastore = new Datastore({ logger: log });
+  let text = opts.configText;
+  if (opts.configFile !== undefined) {
+    try {
+      text = readFileSync(opts.configFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`--config-file ${opts.configFile}: ${(err as Error).message}`, 'configFile');
+    }
+  }
+  const config = loadEppConfig(text, {
+    registry: inTreeRegistry(),
+    logger: log,
+    rng: new Rng(opts.seed),
+    clock,
+    endpoints: datastore,
+    allowExperimental: opts.allowExperimentalPlugins,
+  });
+
+  const discovery = chooseDiscovery(opts, config, log);
+  const metrics = new EppMetrics({ commit: 'unknown', buildRef: packageVersion() });
+  const scraper = new Scraper({
+    datastore,
+    bindings: config.dataSources,
+    tickMs: opts.refreshMetricsIntervalMs,
+    stalenessMs: opts.metricsStalenessMs,
+    clock,
+    logger: log,
+    observer: {
+      pollError: (_e, source) => metrics.pollError(source.typedName.type),
+      extractError: (_e, source, extractor) =>
+        metrics.extractError(source.typedName.type, extractor.typedName.type),
+    },
+  });
+  metrics.setPool({
+    name: opts.poolName,
+    get endpoints() {
+      return datastore.list();
+    },
+    isStale: (e) => scraper.isStale(e),
+  });
+
+  const upstreams = new Upstreams(
+    { ...DEFAULT_UPSTREAM_OPTIONS, connectTimeoutMs: opts.connectTimeoutMs },
+    clock,
+  );
+  datastore.onRemove((e) => void upstreams.remove(e.meta.hostPort));
+  const saturation: SaturationDetector =
+    [...config.plugins.values()].find((p): p is UtilizationDetector => p instanceof UtilizationDetector) ??
+    new UtilizationDetector('utilization-detector', utilizationDefaults(), {
+      logger: log,
+      rng: new Rng(opts.seed),
+      clock,
+      endpoints: datastore,
+      plugin: () => undefined,
+      plugins: () => [],
+    });
+  const director = new Director({
+    config,
+    endpoints: datastore,
+    metrics,
+    logger: log,
+    clock,
+    saturation,
+    recordAll: opts.recordDecisions,
+    // A refused connection, or two failed scrapes in a row (100 ms at the default tick), takes an
+    // endpoint out of rotation while others remain.
+    isUnreachable: (e: Endpoint) =>
+      upstreams.isUnreachable(e.meta.hostPort) || (e as DatastoreEndpoint).consecutiveFailures >= 2,
+  });
+
+  let discovered = false;
+  const servers: Server[] = [];
+  let url: string | null = null;
+  if (opts.gatewayPort !== null) {
+    const gateway = new Gateway({
+      director,
+      upstreams,
+      endpoints: datastore,
+      metrics,
+      logger: log,
+      clock,
+      maxBodyBytes: opts.maxRequestBodyBytes,
+      maxAttempts: 3,
+      ready: () => discovered,
+    });
+    const server = createServer(
+      { noDelay: true, keepAliveTimeout: 65_000, requestTimeout: 0 },
+      gateway.handle,
+    );
+    url = await listen(server, opts.gatewayHost, opts.gatewayPort);
+    servers.push(server);
+  }
+  let metricsUrl: string | null = null;
+  if (opts.metricsPort !== null) {
+    const server = createServer((req, res) => {
+      if (req.url === '/metrics') {
+        metrics.render().then(
+          (body) => {
+            res.writeHead(200, { 'content-type': metrics.registry.contentType });
+            res.end(body);
+          },
+          () => {
+            res.writeHead(500);
+            res.end();
+          },
+        );
+        return;
+      }
+      res.writeHead(req.url === '/health' ? 200 : 404, { 'content-type': 'text/plain' });
+      res.end(req.url === '/health' ? 'ok\n' : 'not found\n');
+    });
+    metricsUrl = await listen(server, opts.metricsHost, opts.metricsPort);
+    servers.push(server);
+  }
+
+  if (discovery !== null) await discovery.start(datastore as DiscoverySink);
+  discovered = true;
+  scraper.start();
+  log.info(
+    {
+      url,
+      metrics_url: metricsUrl,
+      endpoints: datastore.list().length,
+      profiles: [...config.profiles.keys()],
+      profile_handler: config.profileHandler.typedName.type,
+      plugins: [...config.plugins.values()].map((p) => `${p.typedName.name}(${p.typedName.type})`),
+    },
+    'llmd epp is ready',
+  );
+
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    metricsUrl,
+    config,
+    datastore,
+    director,
+    scraper,
+    metrics,
+    close() {
+      closing ??= (async () => {
+        scraper.stop();
+        await discovery?.stop();
+        await Promise.all(
+          servers.map(
+            (s) =>
+              new Promise<void>((resolve) => {
+                s.close(() => resolve());
+                s.closeAllConnections();
+              }),
+          ),
+        );
+        await upstreams.close();
+        await config.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function chooseDiscovery(opts: EppOptions, config: EppConfig, log: Logger): EndpointDiscovery | null {
+  const chosen: string[] = [];
+  if (opts.endpoints.length > 0) chosen.push('--endpoint');
+  if (opts.endpointsFile !== undefined) chosen.push('--endpoints-file');
+  if (config.discovery !== null) chosen.push('dataLayer.discovery');
+  if (chosen.length > 1) {
+    throw new ConfigError(`endpoints come from one source; got ${chosen.join(' and ')}`, 'endpoints');
+  }
+  if (opts.endpoints.length > 0) return new StaticDiscovery(parseEndpointFlags(opts.endpoints), 'flags');
+  if (opts.endpointsFile !== undefined) {
+    const fd = new FileDiscovery({ path: opts.endpointsFile, logger: log });
+    return {
+      typedName: { type: 'file-discovery', name: '--endpoints-file' },
+      start: (s) => fd.start(s),
+      stop: () => fd.stop(),
+    };
+  }
+  if (config.discovery === null) {
+    log.warn(
+      'no endpoints configured (--endpoint, --endpoints-file or dataLayer.discovery): every request gets 503',
+    );
+  }
+  return config.discovery;
+}
+
+function utilizationDefaults(): ConstructorParameters<typeof UtilizationDetector>[1] {
+  return {
+    queueDepthThreshold: 5,
+    kvCacheUtilThreshold: 0.8,
+    metricsStalenessThreshold: '200ms',
+    headroom: 0,
+  };
+}
+
+function listen(server: Server, host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const p = (server.address() as AddressInfo).port;
+      const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+      resolve(`http://${h.includes(':') ? `[${h}]` : h}:${p}`);
+    });
+  });
+}
