@@ -4,7 +4,15 @@
  * `inference_pool_*`, `inference_extension_*` and `llm_d_inference_scheduler_*` twins that existing
  * dashboards read. Request-label values from clients are capped (1000 distinct, then `other`).
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
+import {
+  CounterSeries,
+  FastCounterVec,
+  FastGaugeVec,
+  FastHistogramVec,
+  GaugeSeries,
+  HistogramSeries,
+} from '../core/metrics.js';
 import type { Endpoint } from './framework/endpoint.js';
 import type { ExtensionPoint, SchedulerObserver } from './scheduler/scheduler.js';
 
@@ -30,14 +38,6 @@ const REQUEST_LABELS = ['model_name', 'target_model_name', 'fairness_id', 'prior
 const LEGACY_REQUEST_LABELS = ['model_name', 'target_model_name'] as const;
 const LABEL_CAP = 1000;
 
-/** The labels of one request, capped. */
-export interface RequestLabels {
-  readonly model_name: string;
-  readonly target_model_name: string;
-  readonly fairness_id: string;
-  readonly priority: string;
-}
-
 /** Caps the number of distinct values of a client-chosen label. */
 class LabelCap {
   private readonly seen = new Set<string>();
@@ -47,6 +47,74 @@ class LabelCap {
     this.seen.add(v);
     return v;
   }
+}
+
+/**
+ * Every per-request series of one label set (model, target model, fairness id, priority), current and
+ * legacy, looked up once per label set: a request then updates plain numbers.
+ */
+export class RequestSeries {
+  readonly total: CounterSeries[];
+  readonly running: GaugeSeries[];
+  readonly duration: HistogramSeries[];
+  readonly requestSize: HistogramSeries[];
+  readonly responseSize: HistogramSeries[];
+  readonly inputTokens: HistogramSeries[];
+  readonly outputTokens: HistogramSeries[];
+  readonly ntpot: HistogramSeries[];
+  readonly cachedTokens: HistogramSeries;
+  readonly ttftStreaming: HistogramSeries;
+  readonly ttftNonStreaming: HistogramSeries;
+  readonly streamingTpot: HistogramSeries;
+  readonly streamingItl: HistogramSeries;
+  private readonly errors = new Map<string, CounterSeries[]>();
+
+  constructor(
+    private readonly v: ReturnType<typeof buildRequestVecs>,
+    readonly model: string,
+    readonly target: string,
+    readonly fairness: string,
+    readonly priority: string,
+  ) {
+    const cur = [model, target, fairness, priority];
+    const old = [model, target];
+    this.total = [v.requestTotal.child(...cur), v.legacyRequestTotal.child(...old)];
+    this.running = [v.running.child(...cur), v.legacyRunning.child(...old)];
+    this.duration = [v.duration.child(...cur), v.legacyDuration.child(...old)];
+    this.requestSize = [v.requestSize.child(...cur), v.legacyRequestSize.child(...old)];
+    this.responseSize = [v.responseSize.child(...cur), v.legacyResponseSize.child(...old)];
+    this.inputTokens = [v.inputTokens.child(...cur), v.legacyInputTokens.child(...old)];
+    this.outputTokens = [v.outputTokens.child(...cur), v.legacyOutputTokens.child(...old)];
+    this.ntpot = [v.ntpot.child(...cur), v.legacyNtpot.child(...old)];
+    this.cachedTokens = v.cachedTokens.child(...cur);
+    this.ttftStreaming = v.ttft.child(...cur, 'true');
+    this.ttftNonStreaming = v.ttft.child(...cur, 'false');
+    this.streamingTpot = v.streamingTpot.child(...cur);
+    this.streamingItl = v.streamingItl.child(...cur);
+  }
+
+  errorsOf(code: string): CounterSeries[] {
+    let e = this.errors.get(code);
+    if (e === undefined) {
+      e = [
+        this.v.errorTotal.child(this.model, this.target, this.fairness, this.priority, code),
+        this.v.legacyErrorTotal.child(this.model, this.target, code),
+      ];
+      this.errors.set(code, e);
+    }
+    return e;
+  }
+}
+
+export interface ResponseFigures {
+  sizeBytes: number;
+  streaming: boolean;
+  ttftSeconds: number | null;
+  e2eSeconds: number;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  cachedTokens: number | null;
+  itlSeconds: readonly number[];
 }
 
 export interface PoolSnapshot {
@@ -60,12 +128,15 @@ export class EppMetrics implements SchedulerObserver {
   private readonly models = new LabelCap();
   private readonly fairness = new LabelCap();
   private readonly c: ReturnType<typeof build>;
+  private readonly v: ReturnType<typeof buildRequestVecs>;
+  private readonly bundles = new Map<string, RequestSeries>();
   private pool: PoolSnapshot | null = null;
 
   constructor(info: { commit: string; buildRef: string }) {
+    this.v = buildRequestVecs(this.registry);
     this.c = build(this.registry, () => this.pool);
-    this.c.info.set({ commit: info.commit, build_ref: info.buildRef }, 1);
-    this.c.legacyInfo.set({ commit: info.commit, build_ref: info.buildRef }, 1);
+    this.c.info.child(info.commit, info.buildRef).set(1);
+    this.c.legacyInfo.child(info.commit, info.buildRef).set(1);
   }
 
   /** Pool gauges are computed from this at scrape time. */
@@ -73,84 +144,60 @@ export class EppMetrics implements SchedulerObserver {
     this.pool = pool;
   }
 
-  labels(model: string, target: string, fairnessId: string, priority: number): RequestLabels {
-    return {
-      model_name: this.models.value(model),
-      target_model_name: this.models.value(target),
-      fairness_id: this.fairness.value(fairnessId),
-      priority: String(priority),
-    };
+  /** The series of one request's labels (client-chosen values capped). */
+  labels(model: string, target: string, fairnessId: string, priority: number): RequestSeries {
+    const key = model + '\u0000' + target + '\u0000' + fairnessId + '\u0000' + priority;
+    let b = this.bundles.get(key);
+    if (b === undefined) {
+      b = new RequestSeries(
+        this.v,
+        this.models.value(model),
+        this.models.value(target),
+        this.fairness.value(fairnessId),
+        String(priority),
+      );
+      this.bundles.set(key, b);
+    }
+    return b;
   }
 
-  requestStarted(l: RequestLabels, sizeBytes: number): void {
-    const legacy = { model_name: l.model_name, target_model_name: l.target_model_name };
-    this.c.requestTotal.inc(l);
-    this.c.legacyRequestTotal.inc(legacy);
-    this.c.requestSize.observe(l, sizeBytes);
-    this.c.legacyRequestSize.observe(legacy, sizeBytes);
-    this.c.running.inc(l);
-    this.c.legacyRunning.inc(legacy);
+  requestStarted(l: RequestSeries, sizeBytes: number): void {
+    inc(l.total);
+    inc(l.running);
+    observe(l.requestSize, sizeBytes);
   }
 
-  requestFinished(l: RequestLabels, seconds: number): void {
-    const legacy = { model_name: l.model_name, target_model_name: l.target_model_name };
-    this.c.running.dec(l);
-    this.c.legacyRunning.dec(legacy);
-    this.c.duration.observe(l, seconds);
-    this.c.legacyDuration.observe(legacy, seconds);
+  requestFinished(l: RequestSeries, seconds: number): void {
+    dec(l.running);
+    observe(l.duration, seconds);
   }
 
-  requestError(l: RequestLabels, errorCode: string): void {
-    this.c.errorTotal.inc({ ...l, error_code: errorCode });
-    this.c.legacyErrorTotal.inc({
-      model_name: l.model_name,
-      target_model_name: l.target_model_name,
-      error_code: errorCode,
-    });
+  requestError(l: RequestSeries, errorCode: string): void {
+    inc(l.errorsOf(errorCode));
   }
 
   /** Rejected before it was counted as started (parse errors, no endpoints, shedding). */
-  requestRejected(l: RequestLabels, errorCode: string): void {
-    this.c.requestTotal.inc(l);
-    this.c.legacyRequestTotal.inc({ model_name: l.model_name, target_model_name: l.target_model_name });
+  requestRejected(l: RequestSeries, errorCode: string): void {
+    inc(l.total);
     this.requestError(l, errorCode);
   }
 
-  responseObserved(
-    l: RequestLabels,
-    r: {
-      sizeBytes: number;
-      streaming: boolean;
-      ttftSeconds: number | null;
-      e2eSeconds: number;
-      promptTokens: number | null;
-      completionTokens: number | null;
-      cachedTokens: number | null;
-      itlSeconds: readonly number[];
-    },
-  ): void {
-    const legacy = { model_name: l.model_name, target_model_name: l.target_model_name };
-    this.c.responseSize.observe(l, r.sizeBytes);
-    this.c.legacyResponseSize.observe(legacy, r.sizeBytes);
-    if (r.ttftSeconds !== null) this.c.ttft.observe({ ...l, streaming: String(r.streaming) }, r.ttftSeconds);
-    if (r.promptTokens !== null) {
-      this.c.inputTokens.observe(l, r.promptTokens);
-      this.c.legacyInputTokens.observe(legacy, r.promptTokens);
-    }
+  responseObserved(l: RequestSeries, r: ResponseFigures): void {
+    observe(l.responseSize, r.sizeBytes);
+    if (r.ttftSeconds !== null) (r.streaming ? l.ttftStreaming : l.ttftNonStreaming).observe(r.ttftSeconds);
+    if (r.promptTokens !== null) observe(l.inputTokens, r.promptTokens);
     if (r.completionTokens !== null) {
-      this.c.outputTokens.observe(l, r.completionTokens);
-      this.c.legacyOutputTokens.observe(legacy, r.completionTokens);
+      observe(l.outputTokens, r.completionTokens);
       if (r.completionTokens > 0) {
-        const ntpot = r.e2eSeconds / r.completionTokens;
-        this.c.ntpot.observe(l, ntpot);
-        this.c.legacyNtpot.observe(legacy, ntpot);
+        observe(l.ntpot, r.e2eSeconds / r.completionTokens);
         if (r.streaming && r.ttftSeconds !== null && r.completionTokens > 1) {
-          this.c.streamingTpot.observe(l, (r.e2eSeconds - r.ttftSeconds) / (r.completionTokens - 1));
+          l.streamingTpot.observe((r.e2eSeconds - r.ttftSeconds) / (r.completionTokens - 1));
         }
       }
     }
-    if (r.cachedTokens !== null) this.c.cachedTokens.observe(l, r.cachedTokens);
-    for (const itl of r.itlSeconds) this.c.streamingItl.observe(l, itl);
+    if (r.cachedTokens !== null) l.cachedTokens.observe(r.cachedTokens);
+    const itl = r.itlSeconds;
+    for (let i = 0; i < itl.length; i++) l.streamingItl.observe(itl[i]!);
   }
 
   schedulerLatency(seconds: number): void {
@@ -159,46 +206,40 @@ export class EppMetrics implements SchedulerObserver {
   }
 
   schedulerAttempt(status: 'success' | 'failure', targetModel: string, endpoint: Endpoint | null): void {
-    const labels = {
+    const vals = [
       status,
-      target_model_name: this.models.value(targetModel),
-      endpoint_name: endpoint?.meta.name ?? '',
-      namespace: endpoint?.meta.namespace ?? '',
-      port: endpoint ? String(endpoint.meta.port) : '',
-    };
-    this.c.attempts.inc(labels);
-    this.c.legacyAttempts.inc(labels);
+      this.models.value(targetModel),
+      endpoint?.meta.name ?? '',
+      endpoint?.meta.namespace ?? '',
+      endpoint ? String(endpoint.meta.port) : '',
+    ];
+    this.c.attempts.child(...vals).inc();
+    this.c.legacyAttempts.child(...vals).inc();
   }
 
   disaggDecision(plugin: { type: string; name: string }, model: string, decision: string): void {
     const m = this.models.value(model === '' ? 'unknown' : model);
-    this.c.disagg.inc({
-      plugin_name: plugin.name,
-      plugin_type: plugin.type,
-      model_name: m,
-      decision_type: decision,
-    });
-    this.c.legacyDisagg.inc({ model_name: m, decision_type: decision });
+    this.c.disagg.child(plugin.name, plugin.type, m, decision).inc();
+    this.c.legacyDisagg.child(m, decision).inc();
   }
 
   pluginDuration(point: ExtensionPoint, type: string, name: string, seconds: number): void {
-    const labels = { extension_point: point, plugin_type: type, plugin_name: name };
-    this.c.pluginDuration.observe(labels, seconds);
-    this.c.legacyPluginDuration.observe(labels, seconds);
+    this.c.pluginDuration.child(point, type, name).observe(seconds);
+    this.c.legacyPluginDuration.child(point, type, name).observe(seconds);
   }
 
   pluginError(point: ExtensionPoint, type: string, name: string): void {
-    this.c.pluginErrors.inc({ extension_point: point, plugin_type: type, plugin_name: name });
+    this.c.pluginErrors.child(point, type, name).inc();
   }
 
   pollError(sourceType: string): void {
-    this.c.pollErrors.inc({ source_type: sourceType });
-    this.c.legacyPollErrors.inc({ source_type: sourceType });
+    this.c.pollErrors.child(sourceType).inc();
+    this.c.legacyPollErrors.child(sourceType).inc();
   }
 
   extractError(sourceType: string, extractorType: string): void {
-    this.c.extractErrors.inc({ source_type: sourceType, extractor_type: extractorType });
-    this.c.legacyExtractErrors.inc({ source_type: sourceType, extractor_type: extractorType });
+    this.c.extractErrors.child(sourceType, extractorType).inc();
+    this.c.legacyExtractErrors.child(sourceType, extractorType).inc();
   }
 
   requestProcessing(seconds: number): void {
@@ -210,92 +251,26 @@ export class EppMetrics implements SchedulerObserver {
   }
 }
 
-function build(r: Registry, pool: () => PoolSnapshot | null) {
-  const registers = [r];
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    new Counter<L>({ name, help, labelNames, registers });
-  const hist = <L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]) =>
-    new Histogram<L>({ name, help, labelNames, buckets, registers });
-  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    new Gauge<L>({ name, help, labelNames, registers });
+function inc(series: readonly { inc(n?: number): void }[]): void {
+  for (let i = 0; i < series.length; i++) series[i]!.inc();
+}
 
-  const poolGauge = (names: [string, string], help: string, value: (eps: readonly Endpoint[]) => number) => {
-    for (const name of names) {
-      // Current standard-deviation series have no legacy twin.
-      if (name === '') continue;
-      new Gauge({
-        name,
-        help,
-        labelNames: ['name'],
-        registers,
-        collect() {
-          this.reset();
-          const p = pool();
-          if (p === null) return;
-          const live = p.endpoints.filter((e) => !p.isStale(e));
-          this.set({ name: p.name }, value(live));
-        },
-      });
-    }
-  };
-  const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
-  const sd = (xs: number[]): number => {
-    if (xs.length === 0) return 0;
-    const m = mean(xs);
-    return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
-  };
-  poolGauge(
-    ['llm_d_epp_average_kv_cache_utilization', 'inference_pool_average_kv_cache_utilization'],
-    'Mean KV-cache utilization across the pool.',
-    (eps) => mean(eps.map((e) => e.metrics.kvCacheUsagePercent)),
-  );
-  poolGauge(
-    ['llm_d_epp_average_queue_size', 'inference_pool_average_queue_size'],
-    'Mean queue depth across the pool.',
-    (eps) => mean(eps.map((e) => e.metrics.waitingQueueSize)),
-  );
-  poolGauge(
-    ['llm_d_epp_average_running_requests', 'inference_pool_average_running_requests'],
-    'Mean running requests across the pool.',
-    (eps) => mean(eps.map((e) => e.metrics.runningRequestsSize)),
-  );
-  poolGauge(['llm_d_epp_std_dev_kv_cache_utilization', ''], 'Spread of KV-cache utilization.', (eps) =>
-    sd(eps.map((e) => e.metrics.kvCacheUsagePercent)),
-  );
-  poolGauge(['llm_d_epp_std_dev_queue_size', ''], 'Spread of queue depth.', (eps) =>
-    sd(eps.map((e) => e.metrics.waitingQueueSize)),
-  );
-  poolGauge(['llm_d_epp_std_dev_running_requests', ''], 'Spread of running requests.', (eps) =>
-    sd(eps.map((e) => e.metrics.runningRequestsSize)),
-  );
-  poolGauge(
-    ['llm_d_epp_ready_endpoints', 'inference_pool_ready_pods'],
-    'Ready endpoints in the pool.',
-    (eps) => eps.length,
-  );
-  for (const [name, endpointLabel] of [
-    ['llm_d_epp_per_endpoint_queue_size', 'model_server_endpoint'],
-    ['inference_pool_per_pod_queue_size', 'model_server_pod'],
-  ] as const) {
-    new Gauge({
-      name,
-      help: 'Queue depth of each endpoint.',
-      labelNames: ['name', endpointLabel],
-      registers,
-      collect() {
-        this.reset();
-        const p = pool();
-        if (p === null) return;
-        for (const e of p.endpoints) {
-          this.set({ name: p.name, [endpointLabel]: e.meta.name }, e.metrics.waitingQueueSize);
-        }
-      },
-    });
-  }
+function dec(series: readonly GaugeSeries[]): void {
+  for (let i = 0; i < series.length; i++) series[i]!.dec();
+}
 
+function observe(series: readonly HistogramSeries[], v: number): void {
+  for (let i = 0; i < series.length; i++) series[i]!.observe(v);
+}
+
+function buildRequestVecs(r: Registry) {
+  const counter = (name: string, help: string, labels: readonly string[]) =>
+    new FastCounterVec(name, help, labels, r);
+  const gauge = (name: string, help: string, labels: readonly string[]) =>
+    new FastGaugeVec(name, help, labels, r);
+  const hist = (name: string, help: string, labels: readonly string[], buckets: number[]) =>
+    new FastHistogramVec(name, help, labels, buckets, r);
   return {
-    info: gauge('llm_d_epp_info', 'Build information.', ['commit', 'build_ref']),
-    legacyInfo: gauge('inference_extension_info', 'Build information.', ['commit', 'build_ref']),
     requestTotal: counter('llm_d_epp_request_total', 'Total requests.', REQUEST_LABELS),
     legacyRequestTotal: counter(
       'inference_objective_request_total',
@@ -397,82 +372,163 @@ function build(r: Registry, pool: () => PoolSnapshot | null) {
       REQUEST_LABELS,
       TPOT_BUCKETS,
     ),
-    schedulerE2e: hist(
+  };
+}
+
+function build(r: Registry, pool: () => PoolSnapshot | null) {
+  // Pool gauges are computed when scraped: prom-client's `collect` hook is the right tool there.
+  const registers = [r];
+
+  const poolGauge = (names: [string, string], help: string, value: (eps: readonly Endpoint[]) => number) => {
+    for (const name of names) {
+      // Current standard-deviation series have no legacy twin.
+      if (name === '') continue;
+      new Gauge({
+        name,
+        help,
+        labelNames: ['name'],
+        registers,
+        collect() {
+          this.reset();
+          const p = pool();
+          if (p === null) return;
+          const live = p.endpoints.filter((e) => !p.isStale(e));
+          this.set({ name: p.name }, value(live));
+        },
+      });
+    }
+  };
+  const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
+  const sd = (xs: number[]): number => {
+    if (xs.length === 0) return 0;
+    const m = mean(xs);
+    return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+  };
+  poolGauge(
+    ['llm_d_epp_average_kv_cache_utilization', 'inference_pool_average_kv_cache_utilization'],
+    'Mean KV-cache utilization across the pool.',
+    (eps) => mean(eps.map((e) => e.metrics.kvCacheUsagePercent)),
+  );
+  poolGauge(
+    ['llm_d_epp_average_queue_size', 'inference_pool_average_queue_size'],
+    'Mean queue depth across the pool.',
+    (eps) => mean(eps.map((e) => e.metrics.waitingQueueSize)),
+  );
+  poolGauge(
+    ['llm_d_epp_average_running_requests', 'inference_pool_average_running_requests'],
+    'Mean running requests across the pool.',
+    (eps) => mean(eps.map((e) => e.metrics.runningRequestsSize)),
+  );
+  poolGauge(['llm_d_epp_std_dev_kv_cache_utilization', ''], 'Spread of KV-cache utilization.', (eps) =>
+    sd(eps.map((e) => e.metrics.kvCacheUsagePercent)),
+  );
+  poolGauge(['llm_d_epp_std_dev_queue_size', ''], 'Spread of queue depth.', (eps) =>
+    sd(eps.map((e) => e.metrics.waitingQueueSize)),
+  );
+  poolGauge(['llm_d_epp_std_dev_running_requests', ''], 'Spread of running requests.', (eps) =>
+    sd(eps.map((e) => e.metrics.runningRequestsSize)),
+  );
+  poolGauge(
+    ['llm_d_epp_ready_endpoints', 'inference_pool_ready_pods'],
+    'Ready endpoints in the pool.',
+    (eps) => eps.length,
+  );
+  for (const [name, endpointLabel] of [
+    ['llm_d_epp_per_endpoint_queue_size', 'model_server_endpoint'],
+    ['inference_pool_per_pod_queue_size', 'model_server_pod'],
+  ] as const) {
+    new Gauge({
+      name,
+      help: 'Queue depth of each endpoint.',
+      labelNames: ['name', endpointLabel],
+      registers,
+      collect() {
+        this.reset();
+        const p = pool();
+        if (p === null) return;
+        for (const e of p.endpoints) {
+          this.set({ name: p.name, [endpointLabel]: e.meta.name }, e.metrics.waitingQueueSize);
+        }
+      },
+    });
+  }
+
+  const fc = (name: string, help: string, labels: readonly string[]) =>
+    new FastCounterVec(name, help, labels, r);
+  const fh = (name: string, help: string, labels: readonly string[], buckets: number[]) =>
+    new FastHistogramVec(name, help, labels, buckets, r);
+  const attemptLabels = ['status', 'target_model_name', 'endpoint_name', 'namespace', 'port'];
+  const pluginLabels = ['extension_point', 'plugin_type', 'plugin_name'];
+  return {
+    info: new FastGaugeVec('llm_d_epp_info', 'Build information.', ['commit', 'build_ref'], r),
+    legacyInfo: new FastGaugeVec(
+      'inference_extension_info',
+      'Build information.',
+      ['commit', 'build_ref'],
+      r,
+    ),
+    schedulerE2e: fh(
       'llm_d_epp_scheduler_e2e_duration_seconds',
       'End-to-end scheduling latency.',
       [],
       SCHEDULER_BUCKETS,
-    ),
-    legacySchedulerE2e: hist(
+    ).child(),
+    legacySchedulerE2e: fh(
       'inference_extension_scheduler_e2e_duration_seconds',
       'End-to-end scheduling latency.',
       [],
       SCHEDULER_BUCKETS,
-    ),
-    attempts: counter('llm_d_epp_scheduler_attempts_total', 'Scheduling attempts.', [
-      'status',
-      'target_model_name',
-      'endpoint_name',
-      'namespace',
-      'port',
-    ]),
-    legacyAttempts: counter('inference_extension_scheduler_attempts_total', 'Scheduling attempts.', [
-      'status',
-      'target_model_name',
-      'endpoint_name',
-      'namespace',
-      'port',
-    ]),
-    pluginDuration: hist(
+    ).child(),
+    attempts: fc('llm_d_epp_scheduler_attempts_total', 'Scheduling attempts.', attemptLabels),
+    legacyAttempts: fc('inference_extension_scheduler_attempts_total', 'Scheduling attempts.', attemptLabels),
+    pluginDuration: fh(
       'llm_d_epp_plugin_duration_seconds',
       'Per-plugin execution time (sampled).',
-      ['extension_point', 'plugin_type', 'plugin_name'],
+      pluginLabels,
       SCHEDULER_BUCKETS,
     ),
-    legacyPluginDuration: hist(
+    legacyPluginDuration: fh(
       'inference_extension_plugin_duration_seconds',
       'Per-plugin execution time (sampled).',
-      ['extension_point', 'plugin_type', 'plugin_name'],
+      pluginLabels,
       SCHEDULER_BUCKETS,
     ),
-    pluginErrors: counter('llm_d_epp_plugin_errors_total', 'Plugins that threw during a scheduling cycle.', [
-      'extension_point',
-      'plugin_type',
-      'plugin_name',
-    ]),
-    disagg: counter('llm_d_epp_disagg_decision_total', 'Requests by disaggregation decision.', [
+    pluginErrors: fc(
+      'llm_d_epp_plugin_errors_total',
+      'Plugins that threw during a scheduling cycle.',
+      pluginLabels,
+    ),
+    disagg: fc('llm_d_epp_disagg_decision_total', 'Requests by disaggregation decision.', [
       'plugin_name',
       'plugin_type',
       'model_name',
       'decision_type',
     ]),
-    legacyDisagg: counter(
+    legacyDisagg: fc(
       'llm_d_inference_scheduler_disagg_decision_total',
       'Requests by disaggregation decision.',
       ['model_name', 'decision_type'],
     ),
-    pollErrors: counter('llm_d_epp_datalayer_poll_errors_total', 'Data-source poll failures.', [
-      'source_type',
-    ]),
-    legacyPollErrors: counter(
+    pollErrors: fc('llm_d_epp_datalayer_poll_errors_total', 'Data-source poll failures.', ['source_type']),
+    legacyPollErrors: fc(
       'llm_d_inference_scheduler_datalayer_poll_errors_total',
       'Data-source poll failures.',
       ['source_type'],
     ),
-    extractErrors: counter('llm_d_epp_datalayer_extract_errors_total', 'Extractor failures.', [
+    extractErrors: fc('llm_d_epp_datalayer_extract_errors_total', 'Extractor failures.', [
       'source_type',
       'extractor_type',
     ]),
-    legacyExtractErrors: counter(
+    legacyExtractErrors: fc(
       'llm_d_inference_scheduler_datalayer_extract_errors_total',
       'Extractor failures.',
       ['source_type', 'extractor_type'],
     ),
-    requestProcessing: hist(
+    requestProcessing: fh(
       'llm_d_epp_request_processing_duration_seconds',
       'Time from request receipt until the request has been scheduled and sent.',
       [],
       SCHEDULER_BUCKETS,
-    ),
+    ).child(),
   };
 }

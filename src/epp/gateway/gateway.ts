@@ -12,6 +12,7 @@ import type { Dispatcher } from 'undici';
 import {
   BadRequestError,
   LlmdError,
+  NoEndpointsError,
   PayloadTooLargeError,
   UpstreamUnavailableError,
   asLlmdError,
@@ -28,7 +29,7 @@ import {
   type Scheduled,
 } from '../handling/director.js';
 import { SseUsageTracker, usageOfJson } from '../handling/usage.js';
-import type { EppMetrics, RequestLabels } from '../metrics.js';
+import type { EppMetrics, RequestSeries } from '../metrics.js';
 import { isConnectionError, type Upstreams } from './upstreams.js';
 import { PoolModels } from './models.js';
 
@@ -136,6 +137,8 @@ class Call {
   readonly exclude = new Set<Endpoint>();
   clientGone = false;
   finished = false;
+  /** The destination of the last attempt that could not connect. */
+  lastFailed: string | null = null;
   private current: Attempt | null = null;
 
   constructor(
@@ -144,7 +147,7 @@ class Call {
     readonly res: ServerResponse,
     readonly ireq: InferenceRequest,
     readonly url: string,
-    readonly labels: RequestLabels,
+    readonly labels: RequestSeries,
   ) {
     res.once('close', () => {
       if (!res.writableFinished) {
@@ -166,7 +169,17 @@ class Call {
         }
         this.send(s);
       },
-      (err: unknown) => this.fail(asLlmdError(err), err),
+      (err: unknown) => {
+        // Every endpoint left was tried and refused: say so, rather than that the pool is empty.
+        if (err instanceof NoEndpointsError && this.lastFailed !== null) {
+          this.fail(
+            new UpstreamUnavailableError(`Could not reach a model server (last tried ${this.lastFailed}).`),
+            err,
+          );
+          return;
+        }
+        this.fail(asLlmdError(err), err);
+      },
     );
   }
 
@@ -191,6 +204,7 @@ class Call {
   retry(a: Attempt, err: Error): void {
     const o = this.gw.options;
     o.upstreams.markUnreachable(a.dest);
+    this.lastFailed = a.dest;
     o.director.responseComplete(this.ireq, aborted(a.endpoint));
     this.exclude.add(a.endpoint);
     o.logger.warn(

@@ -15,7 +15,7 @@ import { joinHostPort, type Endpoint, type EndpointSource } from '../framework/e
 import type { DataProducer, ResponseInfo } from '../framework/requestcontrol.js';
 import type { InferenceRequest } from '../framework/request.js';
 import type { SchedulingResult } from '../framework/scheduling.js';
-import type { EppMetrics, RequestLabels } from '../metrics.js';
+import type { EppMetrics, RequestSeries } from '../metrics.js';
 import type { DecisionRecord } from '../scheduler/decision.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { parseRequestBody, withModel } from './parser.js';
@@ -142,7 +142,7 @@ export class Director {
     };
   }
 
-  labels(req: InferenceRequest): RequestLabels {
+  labels(req: InferenceRequest): RequestSeries {
     return this.o.metrics.labels(req.incomingModel, req.targetModel, req.fairnessId, req.priority);
   }
 

@@ -31,14 +31,53 @@ function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 
-/** Usage of a complete JSON body; null when it is not JSON or carries none. */
+/**
+ * Usage of a complete JSON body; null when it carries none. Only the `usage` object is parsed: it sits
+ * at the end of an OpenAI response, and parsing the whole body for it would cost more than the rest of
+ * the relay.
+ */
 export function usageOfJson(body: Buffer): Usage | null {
-  if (body.indexOf(USAGE) < 0) return null;
+  const at = body.lastIndexOf(USAGE);
+  if (at < 0) return null;
+  let i = at + USAGE.length;
+  while (i < body.length && isSpace(body[i]!)) i++;
+  if (body[i] !== COLON) return null;
+  i++;
+  while (i < body.length && isSpace(body[i]!)) i++;
+  const end = objectEnd(body, i);
+  if (end < 0) return null;
   try {
-    return usageOf(JSON.parse(body.toString('utf8')));
+    return usageOf({ usage: JSON.parse(body.toString('utf8', i, end)) });
   } catch {
     return null;
   }
+}
+
+const COLON = 0x3a;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN = 0x7b;
+const CLOSE = 0x7d;
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/** Index just past the JSON object that starts at `start`, or -1. */
+function objectEnd(b: Buffer, start: number): number {
+  if (b[start] !== OPEN) return -1;
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < b.length; i++) {
+    const c = b[i]!;
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if (c === OPEN) depth++;
+    else if (c === CLOSE && --depth === 0) return i + 1;
+  }
+  return -1;
 }
 
 /**

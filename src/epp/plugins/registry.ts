@@ -21,6 +21,7 @@ import * as tokenProducer from './producer/token.js';
 import * as alwaysDisagg from './profile/decider/always-disagg.js';
 import * as prefixBased from './profile/decider/prefix-based.js';
 import * as disagg from './profile/disagg.js';
+import * as disaggHeaders from './profile/disagg-headers.js';
 import * as pd from './profile/pd.js';
 import * as single from './profile/single.js';
 import * as utilizationDetector from './saturation/utilization-detector.js';
@@ -40,6 +41,7 @@ const IN_TREE = [
   single,
   disagg,
   pd,
+  disaggHeaders,
   prefixBased,
   alwaysDisagg,
   // filters

@@ -53,3 +53,31 @@ describe('usage extraction', () => {
     expect(none.usage()).toBeNull();
   });
 });
+
+describe('usage of a JSON body', () => {
+  it('parses only the usage object, wherever it sits, with strings that contain braces', () => {
+    const body = {
+      id: 'x',
+      choices: [{ text: 'a } tricky { "usage" text \\" here' }],
+      usage: { prompt_tokens: 7, completion_tokens: 3, prompt_tokens_details: { cached_tokens: 5 } },
+      kv_transfer_params: null,
+    };
+    expect(usageOfJson(Buffer.from(JSON.stringify(body, null, 2)))).toEqual({
+      promptTokens: 7,
+      completionTokens: 3,
+      cachedTokens: 5,
+    });
+  });
+
+  it('gives up on truncated or odd bodies without throwing', () => {
+    for (const raw of [
+      '{"usage":{"prompt_tokens":1',
+      '{"usage" 1}',
+      '{"usage":[1]}',
+      '"usage"',
+      '{"usage":{"x":"\\',
+    ]) {
+      expect(usageOfJson(Buffer.from(raw))).toBeNull();
+    }
+  });
+});
