@@ -6,7 +6,9 @@
  *  - maximum request rate with 64 connections (wrk when installed, else a built-in load generator);
  *  - when nginx is installed, the same backends behind nginx as a plain reverse proxy (one worker,
  *    upstream keep-alive), measured in the same run, and the gateway's rate as a ratio of nginx's
- *    (goal ≥ 0.6×).
+ *    (goal ≥ 0.6×);
+ *  - for scale, a bare `node:http` + undici relay with no routing at all (`bench/node-relay.ts`): what
+ *    Node's standard HTTP stack manages on the same machine.
  * Everything shares this machine's cores, so compare the figures of one run with each other.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -22,7 +24,8 @@ const CONNECTIONS = 64;
 
 const children: ChildProcess[] = [];
 process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
+  // SIGTERM: nginx's master takes its workers down with it; SIGKILL would orphan them.
+  for (const c of children) c.kill('SIGTERM');
 });
 
 function start(cmd: string, args: string[], readyMsg: string): Promise<string> {
@@ -191,6 +194,11 @@ const gateway = await start(
   'llmd epp is ready',
 );
 const nginx = has('nginx') ? await startNginx(backends) : null;
+const relay = await start(
+  process.execPath,
+  ['--import', 'tsx', 'bench/node-relay.ts', ...backends.map((b) => new URL(b).host)],
+  'relay is ready',
+);
 
 console.log(
   `short non-streaming completions; two backends; load generator: ${has('wrk') ? 'wrk' : 'built-in'}, ${CONNECTIONS} connections`,
@@ -214,8 +222,10 @@ if (viaNginx) {
 const rateDirect = await rate(backends[0]!);
 const rateGateway = await rate(gateway);
 const rateNginx = nginx ? await rate(nginx) : null;
+const rateRelay = await rate(relay);
 console.log(`max request rate (req/s): direct to one backend ${rateDirect.toFixed(0)}`);
 console.log(`  llmd epp gateway: ${rateGateway.toFixed(0)}`);
+console.log(`  bare node:http + undici relay, no routing: ${rateRelay.toFixed(0)}`);
 if (rateNginx !== null) {
   console.log(`  nginx:            ${rateNginx.toFixed(0)}`);
   console.log(`  gateway / nginx = ${(rateGateway / rateNginx).toFixed(2)}× (goal ≥ 0.6×)`);

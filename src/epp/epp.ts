@@ -18,6 +18,7 @@ import { StaticDiscovery, parseEndpointFlags } from './datastore/discovery/flags
 import { DEFAULT_STALENESS_MS, MIN_TICK_MS, Scraper } from './datastore/scraper.js';
 import type { DiscoverySink, EndpointDiscovery } from './framework/datalayer.js';
 import type { Endpoint } from './framework/endpoint.js';
+import { Http1Server } from '../core/http1/server.js';
 import { Gateway } from './gateway/gateway.js';
 import { DEFAULT_UPSTREAM_OPTIONS, Upstreams } from './gateway/upstreams.js';
 import { Director, type SaturationDetector } from './handling/director.js';
@@ -128,7 +129,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
     { ...DEFAULT_UPSTREAM_OPTIONS, connectTimeoutMs: opts.connectTimeoutMs },
     clock,
   );
-  datastore.onRemove((e) => void upstreams.remove(e.meta.hostPort));
+  datastore.onRemove((e) => upstreams.remove(e.meta.hostPort));
   const saturation: SaturationDetector =
     [...config.plugins.values()].find((p): p is UtilizationDetector => p instanceof UtilizationDetector) ??
     new UtilizationDetector('utilization-detector', utilizationDefaults(), {
@@ -155,6 +156,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
 
   let discovered = false;
   const servers: Server[] = [];
+  let gatewayServer: Http1Server | null = null;
   let url: string | null = null;
   if (opts.gatewayPort !== null) {
     const gateway = new Gateway({
@@ -164,16 +166,15 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
       metrics,
       logger: log,
       clock,
-      maxBodyBytes: opts.maxRequestBodyBytes,
       maxAttempts: 3,
       ready: () => discovered,
     });
-    const server = createServer(
-      { noDelay: true, keepAliveTimeout: 65_000, requestTimeout: 0 },
-      gateway.handle,
-    );
-    url = await listen(server, opts.gatewayHost, opts.gatewayPort);
-    servers.push(server);
+    gatewayServer = new Http1Server(gateway.handle, {
+      maxBodyBytes: opts.maxRequestBodyBytes,
+      errorBody: Gateway.errorBody,
+    });
+    const port = await gatewayServer.listen(opts.gatewayPort, opts.gatewayHost);
+    url = urlOf(opts.gatewayHost, port);
   }
   let metricsUrl: string | null = null;
   if (opts.metricsPort !== null) {
@@ -226,16 +227,17 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
       closing ??= (async () => {
         scraper.stop();
         await discovery?.stop();
-        await Promise.all(
-          servers.map(
+        await Promise.all([
+          gatewayServer?.close(),
+          ...servers.map(
             (s) =>
               new Promise<void>((resolve) => {
                 s.close(() => resolve());
                 s.closeAllConnections();
               }),
           ),
-        );
-        await upstreams.close();
+        ]);
+        upstreams.close();
         await config.close();
       })();
       return closing;
@@ -277,14 +279,17 @@ function utilizationDefaults(): ConstructorParameters<typeof UtilizationDetector
   };
 }
 
+function urlOf(host: string, port: number): string {
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+}
+
 function listen(server: Server, host: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
-      const p = (server.address() as AddressInfo).port;
-      const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-      resolve(`http://${h.includes(':') ? `[${h}]` : h}:${p}`);
+      resolve(urlOf(host, (server.address() as AddressInfo).port));
     });
   });
 }

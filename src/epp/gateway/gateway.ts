@@ -1,19 +1,19 @@
 /**
- * The standalone gateway: the HTTP data plane Envoy is in a cluster. For each request it reads the
- * body once, lets the director schedule it, and relays it to the chosen model server over a keep-alive
- * pool — headers as the client sent them plus those the plugins set (`x-prefiller-host-port`), the body
- * bytes unchanged unless the model was rewritten — then streams the response back without buffering,
- * with backpressure both ways. A connection that fails before the server answered is retried on
- * another endpoint (scheduling again without the failed one). A client that goes away aborts the
- * upstream request.
+ * The standalone gateway: the HTTP data plane Envoy is in a cluster. For each request it takes the
+ * body (read once, by the HTTP/1.1 server), lets the director schedule it, and relays it to the chosen
+ * model server over a keep-alive connection — the client's headers plus those the plugins set
+ * (`x-prefiller-host-port`), the body bytes unchanged unless the model was rewritten — then relays the
+ * response as it arrives: chunked streams byte for byte, with backpressure both ways. A request whose
+ * endpoint cannot be reached before it answered is scheduled again without that endpoint. A client that
+ * goes away aborts the upstream request.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
+import type { UpstreamCall, UpstreamError, UpstreamResponseHandler } from '../../core/http1/client.js';
+import { renderRequestHead } from '../../core/http1/client.js';
+import type { Framing, ResponseHead } from '../../core/http1/head.js';
+import type { Http1Request, Http1Response } from '../../core/http1/server.js';
 import {
-  BadRequestError,
   LlmdError,
   NoEndpointsError,
-  PayloadTooLargeError,
   UpstreamUnavailableError,
   asLlmdError,
   toErrorBody,
@@ -30,8 +30,8 @@ import {
 } from '../handling/director.js';
 import { SseUsageTracker, usageOfJson } from '../handling/usage.js';
 import type { EppMetrics, RequestSeries } from '../metrics.js';
-import { isConnectionError, type Upstreams } from './upstreams.js';
 import { PoolModels } from './models.js';
+import type { Upstreams } from './upstreams.js';
 
 /** RFC 9110 hop-by-hop headers, plus those the relay sets itself. */
 const HOP_BY_HOP = new Set([
@@ -49,6 +49,9 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/** The largest non-streaming body kept to read usage from. */
+const MAX_USAGE_BODY = 4 * 1024 * 1024;
+
 export interface GatewayOptions {
   readonly director: Director;
   readonly upstreams: Upstreams;
@@ -56,7 +59,6 @@ export interface GatewayOptions {
   readonly metrics: EppMetrics;
   readonly logger: Logger;
   readonly clock: () => number;
-  readonly maxBodyBytes: number;
   /** Attempts per request across endpoints when connections fail. */
   readonly maxAttempts: number;
   /** Readiness: the gateway answers 503 on /health until the pool has been discovered. */
@@ -64,36 +66,57 @@ export interface GatewayOptions {
 }
 
 export class Gateway {
-  private readonly o: GatewayOptions;
+  readonly o: GatewayOptions;
   private readonly models: PoolModels;
 
   constructor(opts: GatewayOptions) {
     this.o = opts;
-    this.models = new PoolModels(opts.endpoints, opts.upstreams, opts.logger);
+    this.models = new PoolModels(opts.endpoints, opts.logger);
   }
 
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const url = req.url ?? '/';
+  /** For requests the HTTP server refused before they reached `handle` (413, 400, …). */
+  static errorBody(status: number): { contentType: string; body: string } {
+    const e =
+      status === 413
+        ? new LlmdError(
+            'LLMD_ERR_PAYLOAD_TOO_LARGE',
+            413,
+            'PayloadTooLargeError',
+            'Request body is too large.',
+          )
+        : new LlmdError('LLMD_ERR_BAD_REQUEST', status, 'BadRequestError', 'Malformed HTTP request.');
+    return { contentType: 'application/json', body: toErrorBody(e) };
+  }
+
+  readonly handle = (req: Http1Request, res: Http1Response): void => {
+    const url = req.target;
     if (req.method === 'GET') {
       if (url === '/health' || url === '/healthz' || url === '/readyz') return this.health(res);
       if (url === '/v1/models') return void this.listModels(res);
       if (url.startsWith('/debug/decisions')) return this.decisions(url, res);
     }
-    readBody(req, this.o.maxBodyBytes).then(
-      (body) => this.onBody(req, res, url, body),
-      (err: unknown) => sendError(res, asLlmdError(err), firstHeader(req, 'x-request-id')),
-    );
+    const director = this.o.director;
+    const headers = req.headers;
+    let ireq: InferenceRequest;
+    try {
+      ireq = director.buildRequest({ path: url, headers, body: req.body });
+    } catch (err) {
+      const e = asLlmdError(err);
+      this.o.metrics.requestRejected(this.o.metrics.labels('', '', 'default-flow', 0), e.code);
+      return sendError(res, e, headers['x-request-id']);
+    }
+    const call = new Call(this, req, res, ireq, director.labels(ireq));
+    this.o.metrics.requestStarted(call.labels, req.body.length);
+    call.attempt();
   };
 
-  private health(res: ServerResponse): void {
-    const ok = this.o.ready() && this.o.endpoints.list().length > 0;
-    sendJson(res, ok ? 200 : 503, {
-      status: ok ? 'ok' : 'not ready',
-      endpoints: this.o.endpoints.list().length,
-    });
+  private health(res: Http1Response): void {
+    const n = this.o.endpoints.list().length;
+    const ok = this.o.ready() && n > 0;
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'not ready', endpoints: n });
   }
 
-  private async listModels(res: ServerResponse): Promise<void> {
+  private async listModels(res: Http1Response): Promise<void> {
     try {
       sendJson(res, 200, await this.models.list());
     } catch (err) {
@@ -101,33 +124,12 @@ export class Gateway {
     }
   }
 
-  private decisions(url: string, res: ServerResponse): void {
+  private decisions(url: string, res: Http1Response): void {
     const q = new URL(url, 'http://x').searchParams;
     const id = q.get('request_id');
     const limit = Math.min(Math.max(Number(q.get('limit') ?? 20) || 20, 1), 256);
     const all = this.o.director.recentDecisions(256);
     sendJson(res, 200, id !== null ? all.filter((d) => d.requestId === id) : all.slice(-limit));
-  }
-
-  private onBody(req: IncomingMessage, res: ServerResponse, url: string, body: Buffer): void {
-    const director = this.o.director;
-    const headers = flatHeaders(req);
-    let ireq: InferenceRequest;
-    try {
-      ireq = director.buildRequest({ path: url, headers, body });
-    } catch (err) {
-      const e = asLlmdError(err);
-      this.o.metrics.requestRejected(this.o.metrics.labels('', '', 'default-flow', 0), e.code);
-      return sendError(res, e, headers['x-request-id']);
-    }
-    const call = new Call(this, req, res, ireq, url, director.labels(ireq));
-    this.o.metrics.requestStarted(call.labels, body.length);
-    call.attempt();
-  }
-
-  /** @internal used by Call */
-  get options(): GatewayOptions {
-    return this.o;
   }
 }
 
@@ -143,28 +145,25 @@ class Call {
 
   constructor(
     readonly gw: Gateway,
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
+    readonly req: Http1Request,
+    readonly res: Http1Response,
     readonly ireq: InferenceRequest,
-    readonly url: string,
     readonly labels: RequestSeries,
   ) {
-    res.once('close', () => {
-      if (!res.writableFinished) {
-        this.clientGone = true;
-        this.current?.abort();
-      }
+    res.onClose(() => {
+      this.clientGone = true;
+      this.current?.abort();
     });
   }
 
   attempt(): void {
-    const o = this.gw.options;
+    const o = this.gw.o;
     this.attempts++;
     o.director.schedule(this.ireq, { exclude: this.exclude }).then(
       (s) => {
         if (this.clientGone) {
           o.director.responseComplete(this.ireq, aborted(s.targets[0] ?? null));
-          this.done(0);
+          this.done();
           return;
         }
         this.send(s);
@@ -184,26 +183,24 @@ class Call {
   }
 
   private send(s: Scheduled): void {
-    const o = this.gw.options;
     const dest = s.destinations[0]!;
-    const endpoint = s.targets[0]!;
-    const a = new Attempt(this, s, endpoint, dest);
+    const a = new Attempt(this, s, s.targets[0]!, dest);
     this.current = a;
-    o.upstreams.pool(dest).dispatch(
-      {
-        path: this.url,
-        method: (this.req.method ?? 'POST') as Dispatcher.HttpMethod,
-        headers: upstreamHeaders(this.ireq.headers),
-        body: s.body.length > 0 || this.req.method === 'POST' ? s.body : null,
-      },
-      a,
+    const method = this.req.method;
+    const head = renderRequestHead(
+      method,
+      this.req.target,
+      dest,
+      headerLines(this.ireq.headers),
+      s.body.length,
     );
+    a.upstream = this.gw.o.upstreams.pool(dest).request(method, head, s.body, a);
   }
 
-  /** The attempt could not reach its endpoint: try another, or give up with 503. */
-  retry(a: Attempt, err: Error): void {
-    const o = this.gw.options;
-    o.upstreams.markUnreachable(a.dest);
+  /** The attempt never reached a working server: try another, or give up with 503. */
+  retry(a: Attempt, err: UpstreamError): void {
+    const o = this.gw.o;
+    if (err.connectFailed) o.upstreams.markUnreachable(a.dest);
     this.lastFailed = a.dest;
     o.director.responseComplete(this.ireq, aborted(a.endpoint));
     this.exclude.add(a.endpoint);
@@ -219,23 +216,20 @@ class Call {
   }
 
   fail(e: LlmdError, cause: unknown): void {
-    const o = this.gw.options;
-    if (!(cause instanceof LlmdError)) {
+    const o = this.gw.o;
+    if (!(cause instanceof LlmdError) && !(cause instanceof Error && 'connectFailed' in cause)) {
       o.logger.error({ err: cause, request_id: this.ireq.requestId }, 'request failed');
     }
     o.metrics.requestError(this.labels, e.code);
     sendError(this.res, e, this.ireq.requestId);
-    this.done(0);
+    this.done();
   }
 
-  done(responseBytes: number): void {
+  done(): void {
     if (this.finished) return;
     this.finished = true;
-    void responseBytes;
-    this.gw.options.metrics.requestFinished(
-      this.labels,
-      (this.gw.options.clock() - this.ireq.receivedAt) / 1000,
-    );
+    const o = this.gw.o;
+    o.metrics.requestFinished(this.labels, (o.clock() - this.ireq.receivedAt) / 1000);
   }
 }
 
@@ -243,18 +237,21 @@ function aborted(endpoint: Endpoint | null): ResponseInfo {
   return { status: 0, headers: {}, endpoint, streaming: false, usage: null, aborted: true };
 }
 
-/** One upstream request: undici's dispatch handler, relaying onto the client response. */
-class Attempt implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | null = null;
+/** One upstream request, relaying onto the client response. */
+class Attempt implements UpstreamResponseHandler {
+  upstream: UpstreamCall | null = null;
   private started = false;
+  private raw = false;
   private info: ResponseInfo | null = null;
   private sse: SseUsageTracker | null = null;
   private json: Buffer[] | null = null;
+  private jsonBytes = 0;
   private bytes = 0;
   private firstByteAt = 0;
   private lastChunkAt = 0;
   private readonly itl: number[] = [];
-  private onDrain: (() => void) | null = null;
+  private completed = false;
+  private readonly resume = (): void => this.upstream?.resume();
 
   constructor(
     private readonly call: Call,
@@ -264,34 +261,26 @@ class Attempt implements Dispatcher.DispatchHandler {
   ) {}
 
   abort(): void {
-    this.controller?.abort(new Error('client disconnected'));
+    this.upstream?.abort();
+    if (this.started) this.complete(true);
+    else this.call.gw.o.director.responseComplete(this.call.ireq, aborted(this.endpoint));
+    this.call.done();
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.call.clientGone) controller.abort(new Error('client disconnected'));
-  }
-
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    status: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
+  onHead(head: ResponseHead, framing: Framing): void {
     this.started = true;
     const call = this.call;
-    const o = call.gw.options;
-    const out: Record<string, string | string[]> = {};
-    for (const k in headers) {
-      const v = headers[k];
-      if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-    }
-    const ct = headers['content-type'];
-    const streaming = typeof ct === 'string' && ct.includes('text/event-stream');
+    const o = call.gw.o;
+    const out: Record<string, string> = {};
+    const h = head.headers;
+    for (const k in h) if (!HOP_BY_HOP.has(k) && k !== 'set-cookie') out[k] = h[k]!;
+    const ct = h['content-type'];
+    const streaming = ct !== undefined && ct.includes('text/event-stream');
     if (streaming) this.sse = new SseUsageTracker();
     else this.json = [];
     const info: ResponseInfo = {
-      status,
-      headers: out as Record<string, string>,
+      status: head.status,
+      headers: out,
       endpoint: this.endpoint,
       streaming,
       usage: null,
@@ -301,76 +290,100 @@ class Attempt implements Dispatcher.DispatchHandler {
     o.director.responseReceived(call.ireq, info);
     out['x-request-id'] = call.ireq.requestId;
     if (this.s.record) out[DECISION_RESPONSE_HEADER] = decisionHeader(this.s);
-    const cl = headers['content-length'];
-    if (typeof cl === 'string') out['content-length'] = cl;
-    if (call.res.headersSent) return;
-    call.res.writeHead(status, out);
-    if (streaming) call.res.flushHeaders();
+    let lines = '';
+    for (const k in out) lines += k + ': ' + out[k] + '\r\n';
+    if (head.setCookie) for (const c of head.setCookie) lines += 'set-cookie: ' + c + '\r\n';
+    // Chunked bodies pass through byte for byte to an HTTP/1.1 client; others are framed afresh.
+    this.raw = framing.kind === 'chunked' && call.req.version >= 11;
+    call.res.writeHead(
+      head.status,
+      lines,
+      framing.kind === 'length'
+        ? { length: framing.length }
+        : framing.kind === 'none'
+          ? 'none'
+          : this.raw
+            ? 'raw-chunked'
+            : 'chunked',
+    );
+    if (streaming) call.res.flushHead();
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    const call = this.call;
-    const now = call.gw.options.clock();
+  onRaw(raw: Buffer): void {
+    if (this.raw) this.forward(raw);
+  }
+
+  onData(data: Buffer): void {
+    const now = this.call.gw.o.clock();
     if (this.bytes === 0) this.firstByteAt = now;
     else if (this.sse !== null) this.itl.push((now - this.lastChunkAt) / 1000);
     this.lastChunkAt = now;
-    this.bytes += chunk.length;
-    if (this.sse !== null) this.sse.push(chunk);
-    else if (this.json !== null && this.bytes <= 4 * 1024 * 1024) this.json.push(chunk);
-    call.gw.options.director.responseStreaming(call.ireq, this.info!, chunk);
-    if (!call.res.write(chunk)) {
-      controller.pause();
-      this.onDrain ??= () => controller.resume();
-      call.res.once('drain', this.onDrain);
+    this.bytes += data.length;
+    if (this.sse !== null) this.sse.push(data);
+    else if (this.json !== null && this.jsonBytes + data.length <= MAX_USAGE_BODY) {
+      this.json.push(data);
+      this.jsonBytes += data.length;
+    }
+    const call = this.call;
+    if (this.info !== null) call.gw.o.director.responseStreaming(call.ireq, this.info, data);
+    if (!this.raw) this.forward(data);
+  }
+
+  private forward(chunk: Buffer): void {
+    const res = this.call.res;
+    if (!res.write(chunk)) {
+      this.upstream?.pause();
+      res.onDrain(this.resume);
     }
   }
 
-  onResponseEnd(): void {
-    const call = this.call;
-    call.res.end();
+  onEnd(): void {
+    this.call.res.end();
     this.complete(false);
+    this.call.done();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onError(err: UpstreamError): void {
     const call = this.call;
-    if (!this.started && !call.clientGone && isConnectionError(err)) {
+    if (call.clientGone) return;
+    if (!this.started && err.beforeResponse) {
       call.retry(this, err);
       return;
     }
-    if (!this.started && !call.clientGone) {
-      call.gw.options.director.responseComplete(call.ireq, aborted(this.endpoint));
+    if (!this.started) {
+      call.gw.o.director.responseComplete(call.ireq, aborted(this.endpoint));
       call.fail(new UpstreamUnavailableError(`The model server at ${this.dest} failed: ${err.message}`), err);
       return;
     }
-    if (!call.clientGone) {
-      call.gw.options.logger.warn(
-        { request_id: call.ireq.requestId, endpoint: this.dest, err: err.message },
-        'model server response failed mid-stream',
-      );
-      call.res.destroy();
-    }
+    call.gw.o.logger.warn(
+      { request_id: call.ireq.requestId, endpoint: this.dest, err: err.message },
+      'model server response failed mid-stream',
+    );
+    call.res.destroy();
     this.complete(true);
+    call.done();
   }
 
   private complete(failed: boolean): void {
+    if (this.completed) return;
+    this.completed = true;
     const call = this.call;
-    const o = call.gw.options;
+    const o = call.gw.o;
     const info = this.info ?? aborted(this.endpoint);
     info.aborted = failed || call.clientGone;
     const usage =
       this.sse !== null
         ? this.sse.usage()
-        : this.json !== null
-          ? usageOfJson(Buffer.concat(this.json))
+        : this.json !== null && this.json.length > 0
+          ? usageOfJson(this.json.length === 1 ? this.json[0]! : Buffer.concat(this.json))
           : null;
     info.usage = usage;
     o.director.responseComplete(call.ireq, info);
-    const e2e = (o.clock() - call.ireq.receivedAt) / 1000;
     o.metrics.responseObserved(call.labels, {
       sizeBytes: this.bytes,
       streaming: this.sse !== null,
       ttftSeconds: this.bytes > 0 ? (this.firstByteAt - call.ireq.receivedAt) / 1000 : null,
-      e2eSeconds: e2e,
+      e2eSeconds: (o.clock() - call.ireq.receivedAt) / 1000,
       promptTokens: usage?.promptTokens ?? null,
       completionTokens: usage?.completionTokens ?? null,
       cachedTokens: usage?.cachedTokens ?? null,
@@ -378,7 +391,6 @@ class Attempt implements Dispatcher.DispatchHandler {
     });
     if (failed || info.status >= 500)
       o.metrics.requestError(call.labels, failed ? 'ResponseFailed' : 'ModelServerError');
-    call.done(this.bytes);
   }
 }
 
@@ -395,82 +407,24 @@ function decisionHeader(s: Scheduled): string {
   });
 }
 
-function firstHeader(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return typeof v === 'string' ? v : v?.[0];
-}
-
-/** Node lower-cases names; repeated headers arrive as arrays and are joined as HTTP allows. */
-function flatHeaders(req: IncomingMessage): Record<string, string> {
-  const out: Record<string, string> = {};
-  const h = req.headers;
-  for (const k in h) {
-    const v = h[k];
-    if (v === undefined) continue;
-    out[k] = typeof v === 'string' ? v : v.join(', ');
-  }
+/** The request's headers as `name: value` lines, without hop-by-hop ones. */
+function headerLines(h: Record<string, string>): string {
+  let out = '';
+  for (const k in h) if (!HOP_BY_HOP.has(k)) out += k + ': ' + h[k] + '\r\n';
   return out;
 }
 
-/** undici's flat `[name, value, …]` form, without hop-by-hop headers. */
-function upstreamHeaders(h: Record<string, string>): string[] {
-  const out: string[] = [];
-  for (const k in h) if (!HOP_BY_HOP.has(k)) out.push(k, h[k]!);
-  return out;
+function sendJson(res: Http1Response, status: number, value: unknown): void {
+  res.send(status, 'content-type: application/json\r\n', JSON.stringify(value));
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-      req.resume();
-      reject(new PayloadTooLargeError(limit));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      size += c.length;
-      if (size > limit) {
-        failed = true;
-        chunks.length = 0;
-        reject(new PayloadTooLargeError(limit));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      if (!failed) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    });
-    req.on('error', () => {
-      if (failed) return;
-      failed = true;
-      reject(new BadRequestError('The request body could not be read.'));
-    });
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-function sendError(res: ServerResponse, e: LlmdError, requestId?: string): void {
+function sendError(res: Http1Response, e: LlmdError, requestId?: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = toErrorBody(e);
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-  };
-  if (e.droppedReason !== null) headers[DROPPED_REASON_HEADER] = e.droppedReason;
-  if (requestId !== undefined) headers['x-request-id'] = requestId;
-  if (e.status === 413) headers.connection = 'close';
-  res.writeHead(e.status, headers);
-  res.end(body);
+  let lines = 'content-type: application/json\r\n';
+  if (e.droppedReason !== null) lines += `${DROPPED_REASON_HEADER}: ${e.droppedReason}\r\n`;
+  if (requestId !== undefined) lines += `x-request-id: ${requestId}\r\n`;
+  res.send(e.status, lines, toErrorBody(e));
 }

@@ -6,7 +6,6 @@ import { request } from 'undici';
 import { UpstreamUnavailableError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { EndpointSource } from '../framework/endpoint.js';
-import type { Upstreams } from './upstreams.js';
 
 const CACHE_MS = 2_000;
 const TIMEOUT_MS = 1_000;
@@ -22,7 +21,6 @@ export class PoolModels {
 
   constructor(
     private readonly endpoints: EndpointSource,
-    private readonly upstreams: Upstreams,
     private readonly log: Logger,
   ) {}
 
@@ -54,7 +52,6 @@ export class PoolModels {
   private async fetchOne(hostPort: string): Promise<Record<string, unknown>[] | null> {
     try {
       const res = await request(`http://${hostPort}/v1/models`, {
-        dispatcher: this.upstreams.pool(hostPort),
         headersTimeout: TIMEOUT_MS,
         bodyTimeout: TIMEOUT_MS,
       });
