@@ -219,6 +219,18 @@ export class BlockPool {
     return this.freeQueue.toArray();
   }
 
+  /** External (64-bit) hash → number of blocks cached under it: what KV events should add up to. */
+  cachedExternalHashes(): Map<bigint, number> {
+    const out = new Map<bigint, number>();
+    const add = (b: KvBlock): void => {
+      const h = externalBlockHash((b.hash as BlockHash).digest);
+      out.set(h, (out.get(h) ?? 0) + 1);
+    };
+    for (const b of this.cached.values()) add(b);
+    for (const dups of this.duplicates.values()) for (const b of dups) add(b);
+    return out;
+  }
+
   get numCachedBlocks(): number {
     let n = this.cached.size;
     for (const d of this.duplicates.values()) n += d.length;

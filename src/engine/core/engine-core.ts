@@ -151,6 +151,11 @@ export class EngineCore {
     return this.kv.resetPrefixCache();
   }
 
+  /** External (64-bit) hash → number of blocks the prefix cache holds under it. */
+  cachedBlockHashes(): Map<bigint, number> {
+    return this.kv.pool.cachedExternalHashes();
+  }
+
   /** The 64-bit external hashes of the full blocks of `tokenIds`, as this engine would publish them. */
   blockHashesOf(tokenIds: readonly number[], opts: BlockHashOptions = {}): bigint[] {
     const hashes = computeBlockHashes(
