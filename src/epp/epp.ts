@@ -23,6 +23,7 @@ import { Gateway } from './gateway/gateway.js';
 import { DEFAULT_UPSTREAM_OPTIONS, Upstreams } from './gateway/upstreams.js';
 import { Director, type SaturationDetector } from './handling/director.js';
 import { EppMetrics } from './metrics.js';
+import { ApproxPrefixCacheProducer } from './plugins/producer/approx-prefix-cache.js';
 import { inTreeRegistry } from './plugins/registry.js';
 import { UtilizationDetector } from './plugins/saturation/utilization-detector.js';
 
@@ -117,6 +118,11 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
         metrics.extractError(source.typedName.type, extractor.typedName.type),
     },
   });
+  metrics.trackPrefixIndexers(
+    [...config.plugins.values()].filter(
+      (p): p is ApproxPrefixCacheProducer => p instanceof ApproxPrefixCacheProducer,
+    ),
+  );
   metrics.setPool({
     name: opts.poolName,
     get endpoints() {

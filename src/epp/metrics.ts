@@ -78,8 +78,8 @@ export class RequestSeries {
   ) {
     const cur = [model, target, fairness, priority];
     const old = [model, target];
-    this.total = [v.requestTotal.child(...cur), v.legacyRequestTotal.child(...old)];
-    this.running = [v.running.child(...cur), v.legacyRunning.child(...old)];
+    this.total = [v.requestTotal.child(...cur), v.legacyRequestTotal.child(model, target, priority)];
+    this.running = [v.running.child(...cur), v.legacyRunning.child(model)];
     this.duration = [v.duration.child(...cur), v.legacyDuration.child(...old)];
     this.requestSize = [v.requestSize.child(...cur), v.legacyRequestSize.child(...old)];
     this.responseSize = [v.responseSize.child(...cur), v.legacyResponseSize.child(...old)];
@@ -214,6 +214,7 @@ export class EppMetrics implements SchedulerObserver {
       endpoint ? String(endpoint.meta.port) : '',
     ];
     this.c.attempts.child(...vals).inc();
+    // The legacy series names the endpoint `pod_name`.
     this.c.legacyAttempts.child(...vals).inc();
   }
 
@@ -246,9 +247,32 @@ export class EppMetrics implements SchedulerObserver {
     this.c.requestProcessing.observe(seconds);
   }
 
+  /** `prefix_indexer_size` of each approximate prefix index, read when scraped. */
+  trackPrefixIndexers(indexers: readonly PrefixIndexer[]): void {
+    for (const name of ['llm_d_epp_prefix_indexer_size', 'inference_extension_prefix_indexer_size']) {
+      new Gauge({
+        name,
+        help: 'Entries in the approximate prefix index.',
+        labelNames: ['plugin_name', 'plugin_type'],
+        registers: [this.registry],
+        collect() {
+          for (const p of indexers) {
+            this.set({ plugin_name: p.typedName.name, plugin_type: p.typedName.type }, p.stats().entries);
+          }
+        },
+      });
+    }
+  }
+
   render(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/** What the metrics need of an approximate prefix-cache producer. */
+export interface PrefixIndexer {
+  readonly typedName: { readonly type: string; readonly name: string };
+  stats(): { readonly entries: number };
 }
 
 function inc(series: readonly { inc(n?: number): void }[]): void {
@@ -272,11 +296,10 @@ function buildRequestVecs(r: Registry) {
     new FastHistogramVec(name, help, labels, buckets, r);
   return {
     requestTotal: counter('llm_d_epp_request_total', 'Total requests.', REQUEST_LABELS),
-    legacyRequestTotal: counter(
-      'inference_objective_request_total',
-      'Total requests.',
-      LEGACY_REQUEST_LABELS,
-    ),
+    legacyRequestTotal: counter('inference_objective_request_total', 'Total requests.', [
+      ...LEGACY_REQUEST_LABELS,
+      'priority',
+    ]),
     errorTotal: counter('llm_d_epp_request_error_total', 'Errored requests.', [
       ...REQUEST_LABELS,
       'error_code',
@@ -337,11 +360,9 @@ function buildRequestVecs(r: Registry) {
       TOKEN_BUCKETS,
     ),
     running: gauge('llm_d_epp_request_running', 'Requests currently in flight.', REQUEST_LABELS),
-    legacyRunning: gauge(
-      'inference_objective_running_requests',
-      'Requests currently in flight.',
-      LEGACY_REQUEST_LABELS,
-    ),
+    legacyRunning: gauge('inference_objective_running_requests', 'Requests currently in flight.', [
+      'model_name',
+    ]),
     ntpot: hist(
       'llm_d_epp_request_ntpot_seconds',
       'Normalized time per output token.',
@@ -480,7 +501,13 @@ function build(r: Registry, pool: () => PoolSnapshot | null) {
       SCHEDULER_BUCKETS,
     ).child(),
     attempts: fc('llm_d_epp_scheduler_attempts_total', 'Scheduling attempts.', attemptLabels),
-    legacyAttempts: fc('inference_extension_scheduler_attempts_total', 'Scheduling attempts.', attemptLabels),
+    legacyAttempts: fc('inference_extension_scheduler_attempts_total', 'Scheduling attempts.', [
+      'status',
+      'target_model_name',
+      'pod_name',
+      'namespace',
+      'port',
+    ]),
     pluginDuration: fh(
       'llm_d_epp_plugin_duration_seconds',
       'Per-plugin execution time (sampled).',

@@ -47,6 +47,11 @@ const HOP_BY_HOP = new Set([
   'host',
   'content-length',
   'expect',
+  // Set by the EPP for the proxy; from a client they would only be spoofs.
+  'x-gateway-destination-endpoint',
+  'x-gateway-destination-endpoint-subset',
+  'x-gateway-destination-endpoint-served',
+  'x-llm-d-request-dropped-reason',
 ]);
 
 /** The largest non-streaming body kept to read usage from. */
