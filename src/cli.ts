@@ -29,6 +29,15 @@ function num(value: string): number {
   return n;
 }
 
+/** A numeric environment variable, or undefined when unset; a malformed one fails start-up. */
+function envNumber(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got ${v}`);
+  return n;
+}
+
 interface ServeFlags {
   model?: string;
   host: string;
@@ -49,6 +58,7 @@ interface ServeFlags {
   enablePromptTokensDetails?: boolean;
   kvTransferConfig?: string;
   kvEventsConfig?: string;
+  kvEventsMapFormat?: boolean;
   hardware: string;
   mode: 'random' | 'echo';
   maxWaitingQueueLength: number;
@@ -58,6 +68,10 @@ interface ServeFlags {
   simStepOverheadMs?: number;
   simJitter?: number;
   simFixedStepMs?: number;
+  simKvTransferScale: number;
+  simKvTransferGbps: number;
+  simKvTransferCorrupt?: boolean;
+  kvTransferTimeoutMs: number;
   logLevel: LogLevel;
 }
 
@@ -89,6 +103,7 @@ function serveCommand(): Command {
     .option('--enable-prompt-tokens-details', 'report usage.prompt_tokens_details.cached_tokens')
     .option('--kv-transfer-config <json>', "vLLM's KV-transfer (P/D) configuration, as JSON")
     .option('--kv-events-config <json>', "vLLM's KV-events publisher configuration, as JSON")
+    .option('--kv-events-map-format', 'send KV events as type-tagged maps (newer vLLM) instead of arrays')
     .option('--hardware <name>', 'simulated accelerator: H100, H200, A100-80G, L40S, ...', 'H100')
     .addOption(new Option('--mode <mode>', 'output text').choices(['random', 'echo']).default('random'))
     .option('--max-waiting-queue-length <n>', 'waiting requests before 429', int, 1000)
@@ -97,6 +112,20 @@ function serveCommand(): Command {
     .option('--sim-mbu <f>', 'timing model: memory bandwidth utilisation override', num)
     .option('--sim-step-overhead-ms <ms>', 'timing model: fixed per-step overhead override', num)
     .option('--sim-jitter <f>', 'timing model: relative std-dev of step times (seeded)', num)
+    .option(
+      '--sim-kv-transfer-scale <f>',
+      'P/D: fraction of the real KV bytes each transferred block carries',
+      num,
+      1 / 4096,
+    )
+    .option(
+      '--sim-kv-transfer-gbps <n>',
+      'P/D: simulated prefiller-to-decoder link for the full-size KV',
+      num,
+      100,
+    )
+    .option('--sim-kv-transfer-corrupt', 'P/D: corrupt every block this prefiller sends (failure testing)')
+    .option('--kv-transfer-timeout-ms <ms>', 'P/D: a KV pull that takes longer fails', int, 30_000)
     .option(
       '--sim-fixed-step-ms <ms>',
       'every engine step takes exactly this long (overrides the model)',
@@ -132,6 +161,7 @@ function serveCommand(): Command {
           flags.kvEventsConfig === undefined
             ? undefined
             : parseJsonFlag('--kv-events-config', flags.kvEventsConfig, KvEventsConfigSchema),
+        kvEventsMapFormat: flags.kvEventsMapFormat ?? false,
         hardware: flags.hardware,
         mode: flags.mode,
         maxWaitingQueueLength: flags.maxWaitingQueueLength,
@@ -141,6 +171,14 @@ function serveCommand(): Command {
         simStepOverheadMs: flags.simStepOverheadMs,
         simJitter: flags.simJitter,
         simFixedStepMs: flags.simFixedStepMs,
+        simKvTransferScale: flags.simKvTransferScale,
+        simKvTransferGbps: flags.simKvTransferGbps,
+        simKvTransferCorrupt: flags.simKvTransferCorrupt ?? false,
+        kvTransferTimeoutMs: flags.kvTransferTimeoutMs,
+        // vLLM's environment for the NIXL side channel.
+        nixlSideChannelHost: process.env.VLLM_NIXL_SIDE_CHANNEL_HOST,
+        nixlSideChannelPort: envNumber('VLLM_NIXL_SIDE_CHANNEL_PORT'),
+        nixlAbortTimeoutS: envNumber('VLLM_NIXL_ABORT_REQUEST_TIMEOUT'),
         hashSeed: process.env.PYTHONHASHSEED,
         logLevel: flags.logLevel,
       };

@@ -93,6 +93,18 @@ export class QueueFullError extends LlmdError {
   }
 }
 
+/** `POST /reset_prefix_cache` while requests hold KV blocks (vLLM answers 409 too). */
+export class PrefixCacheBusyError extends LlmdError {
+  constructor() {
+    super(
+      'LLMD_ERR_PREFIX_CACHE_BUSY',
+      409,
+      'ConflictError',
+      'Prefix cache reset failed: KV blocks are still held by running requests.',
+    );
+  }
+}
+
 /** The process is shutting down or not ready. */
 export class ServiceUnavailableError extends LlmdError {
   constructor(message: string) {
@@ -158,6 +170,47 @@ export class UpstreamTimeoutError extends LlmdError {
   }
 }
 
+/** P/D decode: the prompt's KV could not be pulled from the prefiller (`kv_load_failure_policy: fail`). */
+export class KvTransferFailedError extends LlmdError {
+  constructor(message: string) {
+    super('LLMD_ERR_KV_TRANSFER_FAILED', 500, 'InternalServerError', message);
+  }
+}
+
+/** A proxy could not get a usable answer from the server behind it (llm-d sidecar: type `BadGateway`). */
+export class BadGatewayError extends LlmdError {
+  constructor(message: string) {
+    super('LLMD_ERR_BAD_GATEWAY', 502, 'BadGateway', message);
+  }
+}
+
+/** The sidecar's local model server refused the connection; message and type as llm-d's sidecar sends them. */
+export class DecoderNotReadyError extends LlmdError {
+  constructor() {
+    super(
+      'LLMD_ERR_DECODER_NOT_READY',
+      503,
+      'ServiceUnavailable',
+      'The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.',
+    );
+  }
+}
+
+/**
+ * A prefill target outside the sidecar's SSRF allowlist. llm-d answers it in plain text, not JSON:
+ * the message is that body.
+ */
+export class SsrfDeniedError extends LlmdError {
+  constructor() {
+    super(
+      'LLMD_ERR_SSRF_DENIED',
+      403,
+      'Forbidden',
+      'Forbidden: prefill target not allowed by SSRF protection',
+    );
+  }
+}
+
 /** Every code above, for the documentation test. */
 export const ERROR_CODES = [
   'LLMD_ERR_BAD_REQUEST',
@@ -167,6 +220,7 @@ export const ERROR_CODES = [
   'LLMD_ERR_METHOD_NOT_ALLOWED',
   'LLMD_ERR_PAYLOAD_TOO_LARGE',
   'LLMD_ERR_QUEUE_FULL',
+  'LLMD_ERR_PREFIX_CACHE_BUSY',
   'LLMD_ERR_UNAVAILABLE',
   'LLMD_ERR_INTERNAL',
   'LLMD_ERR_CONFIG',
@@ -176,6 +230,10 @@ export const ERROR_CODES = [
   'LLMD_ERR_PRECONDITION_FAILED',
   'LLMD_ERR_UPSTREAM_UNAVAILABLE',
   'LLMD_ERR_UPSTREAM_TIMEOUT',
+  'LLMD_ERR_KV_TRANSFER_FAILED',
+  'LLMD_ERR_BAD_GATEWAY',
+  'LLMD_ERR_DECODER_NOT_READY',
+  'LLMD_ERR_SSRF_DENIED',
 ] as const;
 
 /** Any thrown value as an LlmdError; unknown errors become a bare 500 so no internals leak. */

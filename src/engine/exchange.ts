@@ -26,6 +26,8 @@ export class Sequence {
   stopReason: string | number | null = null;
   /** Whether the chat role delta (or the completion echo) went out already. */
   started = false;
+  /** P/D prefill: the blocks the engine holds for a remote decoder once this sequence finished. */
+  heldBlockIds: readonly number[] | null = null;
 
   constructor(
     readonly engineId: string,
@@ -54,6 +56,8 @@ export interface ExchangeOptions {
   /** Prompt token counts, one per prompt. */
   promptTokens: readonly number[];
   metrics: EngineMetrics;
+  /** P/D prefill: the response's `kv_transfer_params` for a finished sequence (null: none). */
+  transferParams: ((seq: Sequence) => Record<string, unknown> | null) | null;
   /** Ask the engine to stop a sequence (a stop string or stop token was hit). */
   abort: (engineId: string) => void;
   /** Called once when the exchange is done (all sequences finished or client gone). */
@@ -207,6 +211,7 @@ export class Exchange {
 
   private finish(seq: Sequence, reason: FinishReason, out: RequestOutput): void {
     seq.finishReason = reason;
+    if (out.heldBlockIds !== undefined) seq.heldBlockIds = out.heldBlockIds;
     const t = out.timings;
     if (t) {
       this.opts.metrics.observeFinished({
@@ -293,6 +298,8 @@ export class Exchange {
   private finalBody(): Record<string, unknown> {
     const o = this.opts;
     const seqs = [...this.sequences].sort((a, b) => a.index - b.index);
+    const kvTransferParams =
+      o.transferParams !== null && seqs.length === 1 ? o.transferParams(seqs[0]!) : null;
     if (o.kind === 'chat') {
       return {
         id: o.id,
@@ -314,7 +321,7 @@ export class Exchange {
         })),
         usage: this.usage(),
         prompt_logprobs: null,
-        kv_transfer_params: null,
+        kv_transfer_params: kvTransferParams,
       };
     }
     return {
@@ -331,7 +338,7 @@ export class Exchange {
         prompt_logprobs: null,
       })),
       usage: this.usage(),
-      kv_transfer_params: null,
+      kv_transfer_params: kvTransferParams,
     };
   }
 

@@ -77,6 +77,10 @@ export class EngineMetrics {
   private readonly requestN: FastHistogram;
   private readonly iterationTokens: FastHistogram;
   private readonly deliveryLag: FastHistogram;
+  private readonly nixlXferTime: FastHistogram;
+  private readonly nixlBytes: FastHistogram;
+  private readonly nixlDescriptors: FastHistogram;
+  private readonly nixlFailedTransfers: Counter;
   /** Engine counters are cumulative; Prometheus counters take increments. */
   private seen = { queries: 0, hits: 0, preemptions: 0 };
   /** Per-token counts wait here until a scrape. */
@@ -234,6 +238,40 @@ export class EngineMetrics {
       'Delay between the end of an engine step and the hand-over of each of its outputs to the client socket.',
       DELIVERY_LAG_BUCKETS,
     );
+    // vLLM's NIXL connector metrics (vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py).
+    this.nixlXferTime = hist(
+      'vllm:nixl_xfer_time_seconds',
+      'Histogram of transfer duration for NIXL KV Cache transfers.',
+      [0.001, 0.005, 0.0125, 0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 5.0],
+    );
+    this.nixlBytes = hist(
+      'vllm:nixl_bytes_transferred',
+      'Histogram of bytes transferred per NIXL KV Cache transfers.',
+      [2 ** 14, 2 ** 16, 2 ** 18, 2 ** 20, 2 ** 22, 2 ** 24, 2 ** 26, 2 ** 28, 2 ** 30, 2 ** 32],
+    );
+    this.nixlDescriptors = hist(
+      'vllm:nixl_num_descriptors',
+      'Histogram of number of descriptors per NIXL KV Cache transfers.',
+      [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536],
+    );
+    this.nixlFailedTransfers = new Counter({
+      name: 'vllm:nixl_num_failed_transfers_total',
+      help: 'Number of failed NIXL KV Cache transfers.',
+      labelNames,
+      registers: [r],
+    });
+    this.nixlFailedTransfers.inc(labels, 0);
+  }
+
+  /** A KV pull from a prefiller completed (P/D decode). */
+  observeTransfer(seconds: number, bytes: number, blocks: number): void {
+    this.nixlXferTime.observe(seconds);
+    this.nixlBytes.observe(bytes);
+    this.nixlDescriptors.observe(blocks);
+  }
+
+  transferFailed(): void {
+    this.nixlFailedTransfers.inc(this.labels, 1);
   }
 
   private syncCounters(): void {

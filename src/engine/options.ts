@@ -33,6 +33,8 @@ export const KvTransferConfigSchema = z
     kv_port: z.number().int().min(0).max(65535).default(14579),
     kv_buffer_device: z.string().nullish(),
     kv_connector_extra_config: z.record(z.unknown()).default({}),
+    /** What a decoder does when the KV pull fails: an error response, or compute the prompt itself. */
+    kv_load_failure_policy: z.enum(['fail', 'recompute']).default('fail'),
   })
   .passthrough();
 export type KvTransferConfig = z.infer<typeof KvTransferConfigSchema>;
@@ -58,6 +60,8 @@ export const ServeOptionsSchema = z.object({
   enablePromptTokensDetails: z.boolean().default(false),
   kvTransferConfig: KvTransferConfigSchema.optional(),
   kvEventsConfig: KvEventsConfigSchema.optional(),
+  /** KV events as `type`-tagged maps (vLLM ≥ PR #42892) instead of the positional arrays. */
+  kvEventsMapFormat: z.boolean().default(false),
   hardware: z.string().default('H100'),
   mode: z.enum(['random', 'echo']).default('random'),
   maxWaitingQueueLength: z.number().int().positive().default(1000),
@@ -73,6 +77,24 @@ export const ServeOptionsSchema = z.object({
   simJitter: z.number().min(0).max(0.5).optional(),
   /** Every step takes exactly this long: a fixed-latency simulator, for benchmarks of llmd itself. */
   simFixedStepMs: z.number().gt(0).optional(),
+  /** P/D (NixlConnector): fraction of the real KV bytes each transferred block carries. */
+  simKvTransferScale: z
+    .number()
+    .gt(0)
+    .max(1)
+    .default(1 / 4096),
+  /** P/D: the simulated prefiller → decoder link, in Gbit/s, for the full-size KV. */
+  simKvTransferGbps: z.number().gt(0).default(100),
+  /** P/D: corrupt every block this prefiller sends (to exercise `kv_load_failure_policy`). */
+  simKvTransferCorrupt: z.boolean().default(false),
+  /** P/D: a pull that takes longer fails. */
+  kvTransferTimeoutMs: z.number().int().positive().default(30_000),
+  /** `VLLM_NIXL_SIDE_CHANNEL_HOST`: the address decoders are told to read blocks from. */
+  nixlSideChannelHost: z.string().min(1).default('localhost'),
+  /** `VLLM_NIXL_SIDE_CHANNEL_PORT`; 0 picks a free port. */
+  nixlSideChannelPort: z.number().int().min(0).max(65535).default(5600),
+  /** `VLLM_NIXL_ABORT_REQUEST_TIMEOUT`: seconds a prefill holds blocks no decoder came for. */
+  nixlAbortTimeoutS: z.number().positive().default(480),
   /** PYTHONHASHSEED, as vLLM reads it from the environment. */
   hashSeed: z.string().optional(),
   logLevel: z.enum(LOG_LEVELS).default('info'),

@@ -7,10 +7,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger, type Logger } from '../core/log.js';
 import { packageVersion } from '../core/version.js';
+import { ConfigError } from '../core/errors.js';
 import { EngineCore } from './core/engine-core.js';
+import { NixlConnector, newEngineId } from './kv-transfer/connector.js';
+import { kvBytesPerToken } from './profiles/models.js';
 import { FixedStepTimer } from './core/fixed-timer.js';
 import { createTimer, kvCapacity } from './core/timing.js';
 import { RealtimeDriver, monotonicSeconds } from './driver.js';
+import { KvEventPublisher } from './kv-events/publisher.js';
 import { EngineMetrics } from './metrics.js';
 import { parseServeOptions, type ServeOptions, type ServeOptionsInput } from './options.js';
 import { createOutputGenerator } from './output/index.js';
@@ -24,7 +28,28 @@ export interface RunningServe {
   readonly core: EngineCore;
   readonly numGpuBlocks: number;
   readonly maxModelLen: number;
+  /** The KV-event publisher (its bound endpoints, counters), when `--kv-events-config` enables one. */
+  readonly kvEvents: KvEventPublisher | null;
+  /** The P/D side channel's port, when the NixlConnector is on. */
+  readonly sideChannelPort: number | null;
   close(): Promise<void>;
+}
+
+/** Whether `--kv-transfer-config` asks for the NixlConnector (alone or inside a MultiConnector). */
+function usesNixl(cfg: ServeOptions['kvTransferConfig']): boolean {
+  if (cfg === undefined) return false;
+  if (cfg.kv_connector === 'NixlConnector') return true;
+  if (cfg.kv_connector !== 'MultiConnector') return false;
+  const list = cfg.kv_connector_extra_config.connectors;
+  return (
+    Array.isArray(list) &&
+    list.some(
+      (c) =>
+        c !== null &&
+        typeof c === 'object' &&
+        (c as { kv_connector?: unknown }).kv_connector === 'NixlConnector',
+    )
+  );
 }
 
 export async function startServe(input: ServeOptionsInput, logger?: Logger): Promise<RunningServe> {
@@ -53,7 +78,10 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
 
   const tokenizer = await loadTokenizer(opts.tokenizer);
   const output = createOutputGenerator({ tokenizer, mode: opts.mode, seed: opts.seed, maxModelLen });
-  const kvEvents = opts.kvEventsConfig?.enable_kv_cache_events === true;
+  // KV events: vLLM's publisher is `zmq` once enabled unless set to `null`, which publishes nothing — then
+  // the core records none either, so nothing piles up undrained.
+  const kvEventsConfig = opts.kvEventsConfig?.enable_kv_cache_events === true ? opts.kvEventsConfig : null;
+  const kvEvents = kvEventsConfig !== null && (kvEventsConfig.publisher ?? 'zmq') === 'zmq';
   const core = new EngineCore({
     blockSize: opts.blockSize,
     numGpuBlocks,
@@ -65,6 +93,7 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
     hashSeed: opts.hashSeed,
     enableKvEvents: kvEvents,
     timer,
+    heldBlocksTimeoutS: opts.nixlAbortTimeoutS,
   });
   const modelNames = opts.servedModelName ?? [opts.model];
   const metrics = new EngineMetrics({
@@ -82,9 +111,70 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
     stats: () => core.stats(),
   });
 
+  // ---- KV events: one batch per engine step that produced events (and after a prefix-cache reset) ----
+  const kvPublisher =
+    kvEvents && kvEventsConfig !== null
+      ? await KvEventPublisher.create({
+          config: kvEventsConfig,
+          mapFormat: opts.kvEventsMapFormat,
+          logger: log,
+        })
+      : null;
+  const publishKvEvents = (): void => {
+    if (kvPublisher === null) return;
+    const events = core.drainEvents();
+    if (events.length > 0) kvPublisher.publish(events, Date.now() / 1000);
+  };
+  // ---- end KV events ----
+
+  // ---- P/D: the NixlConnector side channel (prefill: serve held blocks; decode: pull them) ----
+  const connector = usesNixl(opts.kvTransferConfig)
+    ? new NixlConnector(
+        core,
+        opts.model,
+        opts.blockSize,
+        kvBytesPerToken(profile.model),
+        opts.tensorParallelSize,
+        {
+          engineId: opts.kvTransferConfig?.engine_id ?? newEngineId(),
+          sideChannelHost: opts.nixlSideChannelHost,
+          sideChannelPort: opts.nixlSideChannelPort,
+          abortTimeoutS: opts.nixlAbortTimeoutS,
+          failurePolicy: opts.kvTransferConfig?.kv_load_failure_policy ?? 'fail',
+          payloadScale: opts.simKvTransferScale,
+          linkBytesPerSecond: (opts.simKvTransferGbps * 1e9) / 8,
+          transferTimeoutMs: opts.kvTransferTimeoutMs,
+          // vLLM waits 5 s for a handshake; never longer than a whole transfer may take.
+          handshakeTimeoutMs: Math.min(5_000, opts.kvTransferTimeoutMs),
+          corruptPayloads: opts.simKvTransferCorrupt,
+        },
+        log,
+        {
+          transferred: (blocks, bytes, seconds) => metrics.observeTransfer(seconds, bytes, blocks),
+          transferFailed: () => metrics.transferFailed(),
+        },
+      )
+    : null;
+  let sideChannelPort: number | null = null;
+  if (connector !== null) {
+    try {
+      sideChannelPort = await connector.start();
+    } catch (err) {
+      await kvPublisher?.close();
+      throw new ConfigError(
+        `VLLM_NIXL_SIDE_CHANNEL_PORT ${opts.nixlSideChannelPort}: cannot listen (${(err as Error).message})`,
+        'VLLM_NIXL_SIDE_CHANNEL_PORT',
+      );
+    }
+  }
+  // ---- end P/D ----
+
   let engineServer: EngineServer | null = null;
   const driver = new RealtimeDriver(core, monotonicSeconds, {
-    onStep: (result) => engineServer?.onStep(result),
+    onStep: (result) => {
+      engineServer?.onStep(result);
+      publishKvEvents();
+    },
   });
   engineServer = new EngineServer({
     options: opts,
@@ -98,6 +188,8 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
     metrics,
     logger: log,
     version: packageVersion(),
+    onPrefixCacheReset: publishKvEvents,
+    connector,
   });
 
   const server: Server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, engineServer.handle);
@@ -105,13 +197,19 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    await kvPublisher?.close();
+    await connector?.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -125,6 +223,18 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
       num_gpu_blocks: numGpuBlocks,
       kv_capacity_tokens: numGpuBlocks * opts.blockSize,
       max_model_len: maxModelLen,
+      kv_events:
+        kvPublisher === null
+          ? null
+          : { endpoint: kvPublisher.endpoint, replay_endpoint: kvPublisher.replayEndpoint },
+      kv_transfer:
+        connector === null
+          ? null
+          : {
+              engine_id: connector.settings.engineId,
+              side_channel_port: sideChannelPort,
+              block_bytes: connector.blockBytes,
+            },
     },
     'llmd serve is ready',
   );
@@ -137,13 +247,17 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
     core,
     numGpuBlocks,
     maxModelLen,
+    kvEvents: kvPublisher,
+    sideChannelPort,
     close() {
       closed ??= new Promise<void>((resolve) => {
         engineServer?.drain();
         driver.stop();
         server.close(() => resolve());
         server.closeAllConnections();
-      });
+      })
+        .then(() => kvPublisher?.close())
+        .then(() => connector?.close());
       return closed;
     },
   };

@@ -18,10 +18,12 @@ import {
 import {
   BadRequestError,
   ContextLengthError,
+  KvTransferFailedError,
   LlmdError,
   MethodNotAllowedError,
   ModelNotFoundError,
   PayloadTooLargeError,
+  PrefixCacheBusyError,
   QueueFullError,
   RouteNotFoundError,
   asLlmdError,
@@ -32,6 +34,8 @@ import type { EngineCore } from './core/engine-core.js';
 import type { StepResult } from './core/types.js';
 import type { DriverSink, RealtimeDriver } from './driver.js';
 import { Exchange, Sequence, type ExchangeKind } from './exchange.js';
+import { TransferError } from './kv-transfer/client.js';
+import type { NixlConnector, RemoteBlocks, TransferRole } from './kv-transfer/connector.js';
 import type { EngineMetrics } from './metrics.js';
 import type { ServeOptions } from './options.js';
 import { OutputTextStream, type OutputGenerator } from './output/index.js';
@@ -40,6 +44,18 @@ import type { LlmdTokenizer } from './tokenizer/tokenizer.js';
 
 /** vLLM's default `max_tokens` for /v1/completions. */
 const COMPLETION_DEFAULT_MAX_TOKENS = 16;
+
+const NO_TRANSFER: TransferRole = { kind: 'none' };
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
 
 export interface EngineServerContext {
   options: ServeOptions;
@@ -54,6 +70,10 @@ export interface EngineServerContext {
   metrics: EngineMetrics;
   logger: Logger;
   version: string;
+  /** Called after `POST /reset_prefix_cache` cleared the cache (the KV-event publisher flushes). */
+  onPrefixCacheReset?: () => void;
+  /** P/D over the NixlConnector protocol, when `--kv-transfer-config` asks for it. */
+  connector: NixlConnector | null;
 }
 
 interface PromptInput {
@@ -153,6 +173,8 @@ export class EngineServer implements DriverSink {
       case '/v1/models':
         this.get(method, path);
         return sendJson(res, 200, this.models());
+      case '/reset_prefix_cache':
+        return this.resetPrefixCache(method, path, res);
       case '/metrics': {
         this.get(method, path);
         const text = await this.ctx.metrics.render();
@@ -169,12 +191,21 @@ export class EngineServer implements DriverSink {
     if (method !== 'GET' && method !== 'HEAD') throw new MethodNotAllowedError(method, path);
   }
 
+  /** vLLM's dev route: forget every cached block; refused (409, as vLLM) while requests hold blocks. */
+  private resetPrefixCache(method: string, path: string, res: ServerResponse): void {
+    if (method !== 'POST') throw new MethodNotAllowedError(method, path);
+    if (!this.ctx.core.resetPrefixCache()) throw new PrefixCacheBusyError();
+    this.ctx.onPrefixCacheReset?.();
+    res.writeHead(200, { 'content-length': '0' });
+    res.end();
+  }
+
   private async post(
     req: IncomingMessage,
     res: ServerResponse,
     method: string,
     path: string,
-    handler: (body: unknown) => void,
+    handler: (body: unknown) => void | Promise<void>,
   ): Promise<void> {
     if (method !== 'POST') throw new MethodNotAllowedError(method, path);
     const raw = await readBody(req, this.ctx.options.maxRequestBodyBytes);
@@ -184,7 +215,7 @@ export class EngineServer implements DriverSink {
     } catch {
       throw new BadRequestError('Request body is not valid JSON.');
     }
-    handler(body);
+    await handler(body);
     void res;
   }
 
@@ -232,24 +263,42 @@ export class EngineServer implements DriverSink {
 
   // ---- generation -------------------------------------------------------------------------------
 
-  private completions(req: IncomingMessage, res: ServerResponse, raw: unknown): void {
+  private completions(req: IncomingMessage, res: ServerResponse, raw: unknown): Promise<void> {
     const body = parseBody(CompletionRequestSchema, raw);
     const model = this.resolveModel(body.model);
     const prompts = this.completionPrompts(body);
     const sampling = samplingOf(body, body.max_tokens ?? COMPLETION_DEFAULT_MAX_TOKENS);
     const echo = body.echo === true;
-    this.start(req, res, 'completion', model, prompts, sampling, (p) =>
-      echo ? (p.text ?? this.ctx.tokenizer.decode(p.ids, { skipSpecialTokens: false })) : '',
+    return this.start(
+      req,
+      res,
+      'completion',
+      model,
+      prompts,
+      sampling,
+      (p) => (echo ? (p.text ?? this.ctx.tokenizer.decode(p.ids, { skipSpecialTokens: false })) : ''),
+      null,
+      body.kv_transfer_params,
     );
   }
 
-  private chat(req: IncomingMessage, res: ServerResponse, raw: unknown): void {
+  private chat(req: IncomingMessage, res: ServerResponse, raw: unknown): Promise<void> {
     const body = parseBody(ChatCompletionRequestSchema, raw);
     const model = this.resolveModel(body.model);
     const prompt = this.chatPrompt(body);
     const sampling = samplingOf(body, body.max_completion_tokens ?? body.max_tokens ?? null);
     const echoIds = this.ctx.options.mode === 'echo' ? this.lastMessageIds(body.messages) : null;
-    this.start(req, res, 'chat', model, [prompt], sampling, () => '', echoIds);
+    return this.start(
+      req,
+      res,
+      'chat',
+      model,
+      [prompt],
+      sampling,
+      () => '',
+      echoIds,
+      body.kv_transfer_params,
+    );
   }
 
   private completionPrompts(body: CompletionRequest): PromptInput[] {
@@ -316,7 +365,7 @@ export class EngineServer implements DriverSink {
   }
 
   /** Validate lengths and capacity, then hand every (prompt × n) sequence to the engine. */
-  private start(
+  private async start(
     req: IncomingMessage,
     res: ServerResponse,
     kind: ExchangeKind,
@@ -324,8 +373,9 @@ export class EngineServer implements DriverSink {
     prompts: PromptInput[],
     s: SamplingInput,
     echoTextOf: (p: PromptInput) => string,
-    echoIds: number[] | null = null,
-  ): void {
+    echoIds: number[] | null,
+    kvTransferParams: Record<string, unknown> | null | undefined,
+  ): Promise<void> {
     const c = this.ctx;
     if (this.closing) throw new QueueFullError(0);
     const maxLen = c.maxModelLen;
@@ -367,6 +417,25 @@ export class EngineServer implements DriverSink {
     const limit = c.options.maxWaitingQueueLength;
     if (c.core.stats().numWaiting + numSeqs > limit) throw new QueueFullError(limit);
 
+    // P/D: a prefill keeps its blocks for the decoder; a decode first pulls the prompt's KV.
+    let transfer = c.connector?.classify(kvTransferParams) ?? NO_TRANSFER;
+    if (transfer.kind !== 'none' && (prompts.length !== 1 || s.n !== 1)) {
+      transfer = { kind: 'invalid', reason: 'disaggregated serving takes one prompt and n = 1' };
+    }
+    if (transfer.kind === 'invalid') {
+      c.logger.warn(
+        { reason: transfer.reason },
+        'invalid kv_transfer_params: the prompt is computed locally',
+      );
+      transfer = NO_TRANSFER;
+    }
+    let remotePrefilled = false;
+    if (transfer.kind === 'decode') {
+      remotePrefilled = await this.pullPrompt(req, res, transfer.remote, prompts[0]!.ids, s.cacheSalt);
+      if (res.destroyed || res.writableEnded) return;
+    }
+    const holdBlocks = transfer.kind === 'prefill';
+
     const headerId = req.headers['x-request-id'];
     const baseId =
       typeof headerId === 'string' && headerId.length > 0 && headerId.length <= 256 ? headerId : hexId();
@@ -383,6 +452,11 @@ export class EngineServer implements DriverSink {
       promptTokenDetails: c.options.enablePromptTokensDetails,
       promptTokens: prompts.map((p) => p.ids.length),
       metrics: c.metrics,
+      transferParams:
+        holdBlocks && c.connector !== null
+          ? (seq) =>
+              seq.heldBlockIds === null ? null : c.connector!.responseParams(seq.engineId, seq.heldBlockIds)
+          : null,
       abort: (engineId) => {
         c.core.abortRequest(engineId);
       },
@@ -431,6 +505,8 @@ export class EngineServer implements DriverSink {
           maxTokens,
           arrivalTime: now,
           cacheSalt: s.cacheSalt,
+          holdBlocksOnFinish: holdBlocks,
+          remotePrefilled,
         });
       }
     }
@@ -440,6 +516,48 @@ export class EngineServer implements DriverSink {
     });
     ex.begin({ 'x-request-id': baseId });
     c.driver.kick();
+  }
+
+  /**
+   * Pulls the prompt's KV from the prefiller before the decode starts. Returns whether the engine may
+   * treat the prompt as computed; with `kv_load_failure_policy: recompute` a failed pull falls back to
+   * computing it here, with `fail` it becomes an error response.
+   */
+  private async pullPrompt(
+    req: IncomingMessage,
+    res: ServerResponse,
+    remote: RemoteBlocks,
+    promptIds: readonly number[],
+    cacheSalt: string | undefined,
+  ): Promise<boolean> {
+    const c = this.ctx;
+    const connector = c.connector!;
+    const abort = new AbortController();
+    const onClose = (): void => abort.abort();
+    res.once('close', onClose);
+    try {
+      const out = await connector.pull(remote, promptIds, { cacheSalt, signal: abort.signal });
+      if (out.remainingSimulatedS > 0) await sleep(out.remainingSimulatedS * 1000, abort.signal);
+      return true;
+    } catch (err) {
+      if (abort.signal.aborted) return false;
+      const e = err instanceof TransferError ? err : new TransferError('connection', String(err));
+      c.logger.warn(
+        {
+          request_id: req.headers['x-request-id'],
+          remote: `${remote.host}:${remote.port}`,
+          kind: e.kind,
+          err: e.message,
+        },
+        'KV transfer failed',
+      );
+      if (connector.settings.failurePolicy === 'recompute') return false;
+      throw new KvTransferFailedError(
+        `KV transfer from ${remote.host}:${remote.port} failed (${e.kind}): ${e.message}`,
+      );
+    } finally {
+      res.off('close', onClose);
+    }
   }
 
   // ---- tokenizer endpoints ---------------------------------------------------------------------

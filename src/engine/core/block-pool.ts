@@ -161,6 +161,7 @@ export class BlockPool {
     blockSize: number,
     tokenIds: readonly number[],
     loraName: string | undefined,
+    cacheSalt?: string | undefined,
   ): void {
     if (numCachedBlocks >= numFullBlocks) return;
     if (blockHashes.length < numFullBlocks) throw new Error('block hashes lag behind the full blocks');
@@ -186,6 +187,17 @@ export class BlockPool {
       if (!block.isNull) hashes.push(externalBlockHash((blockHashes[i] as BlockHash).digest));
     }
     const parent = numCachedBlocks > 0 ? (blocks[numCachedBlocks - 1] as KvBlock).hash : null;
+    let extraKeys: (string[] | null)[] | null = null;
+    if (loraName !== undefined || (cacheSalt !== undefined && numCachedBlocks === 0)) {
+      extraKeys = [];
+      for (let i = numCachedBlocks; i < numFullBlocks; i++) {
+        if (blocks[i]!.isNull) continue;
+        const keys: string[] = [];
+        if (loraName !== undefined) keys.push(loraName);
+        if (i === 0 && cacheSalt !== undefined) keys.push(cacheSalt);
+        extraKeys.push(keys.length > 0 ? keys : null);
+      }
+    }
     this.events.push({
       type: 'BlockStored',
       blockHashes: hashes,
@@ -194,6 +206,7 @@ export class BlockPool {
       blockSize,
       loraName: loraName ?? null,
       medium: 'GPU',
+      extraKeys,
     });
   }
 

@@ -29,6 +29,8 @@ export interface EngineCoreConfig {
   hashSeed: string | undefined;
   enableKvEvents: boolean;
   timer: StepTimer;
+  /** How long a finished P/D prefill holds its blocks for the decoder (vLLM's VLLM_NIXL_ABORT_REQUEST_TIMEOUT). */
+  heldBlocksTimeoutS?: number;
   /**
    * NONE_HASH to use when `hashSeed` is undefined, instead of 32 random bytes (vLLM's behaviour); lets
    * tests and replays pin the hashes of an unseeded engine.
@@ -48,6 +50,9 @@ export class EngineCore {
   private readonly kv: KvCacheManager;
   private readonly scheduler: Scheduler;
   private readonly requests = new Map<string, EngineRequest>();
+  /** Finished prefills holding their blocks for a remote decoder, in finishing order. */
+  private readonly held = new Map<string, { req: EngineRequest; expiresAt: number }>();
+  private readonly heldTimeout: number;
   private readonly timer: StepTimer;
 
   constructor(private readonly config: EngineCoreConfig) {
@@ -62,6 +67,7 @@ export class EngineCore {
     this.kv = new KvCacheManager(config);
     this.scheduler = new Scheduler(config, this.kv);
     this.timer = config.timer;
+    this.heldTimeout = config.heldBlocksTimeoutS ?? 480;
   }
 
   /**
@@ -96,6 +102,43 @@ export class EngineCore {
     return this.scheduler.abort(req);
   }
 
+  /** The decoder has read the blocks of a finished prefill (or gave up): free them. */
+  releaseHeld(requestId: string): boolean {
+    const h = this.held.get(requestId);
+    if (h === undefined) return false;
+    this.held.delete(requestId);
+    this.kv.free(h.req);
+    return true;
+  }
+
+  /** Frees held blocks whose decoder never came for them; returns how many prefills were released. */
+  releaseExpired(now: number): number {
+    let n = 0;
+    // In finishing order, so the first one not yet expired ends the scan.
+    for (const [id, h] of this.held) {
+      if (h.expiresAt > now) break;
+      this.held.delete(id);
+      this.kv.free(h.req);
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * What a finished prefill holds for its decoder — block ids in order and the prompt they hold — or
+   * undefined once released or expired.
+   */
+  heldBlocks(
+    requestId: string,
+  ): { readonly blockIds: readonly number[]; readonly promptTokenIds: readonly number[] } | undefined {
+    const h = this.held.get(requestId);
+    if (h === undefined) return undefined;
+    return {
+      blockIds: h.req.blocks.map((b) => b.blockId),
+      promptTokenIds: h.req.allTokenIds.slice(0, h.req.numPromptTokens),
+    };
+  }
+
   hasUnfinishedRequests(): boolean {
     return this.requests.size > 0;
   }
@@ -123,8 +166,16 @@ export class EngineCore {
     const outputs = scheduler.updateFromOutput(endTime);
     for (let i = 0; i < outputs.length; i++) {
       const o = outputs[i] as RequestOutput;
-      if (o.finishReason !== null) this.requests.delete(o.requestId);
+      if (o.finishReason === null) continue;
+      if (o.heldBlockIds !== undefined) {
+        this.held.set(o.requestId, {
+          req: this.requests.get(o.requestId)!,
+          expiresAt: endTime + this.heldTimeout,
+        });
+      }
+      this.requests.delete(o.requestId);
     }
+    if (this.held.size > 0) this.releaseExpired(endTime);
     return { startTime: now, endTime, outputs, numScheduledTokens, numScheduledSeqs: numSeqs, numPreempted };
   }
 
@@ -138,6 +189,7 @@ export class EngineCore {
       numPreemptions: this.scheduler.numPreemptions,
       numGpuBlocks: this.config.numGpuBlocks,
       blockSize: this.config.blockSize,
+      numHeld: this.held.size,
     };
   }
 
@@ -149,6 +201,28 @@ export class EngineCore {
   /** Forgets all cached blocks; refused (false) while any request holds blocks, as in vLLM. */
   resetPrefixCache(): boolean {
     return this.kv.resetPrefixCache();
+  }
+
+  /**
+   * How many leading full blocks of this prompt the prefix cache holds now (at most all but the block of
+   * the last token, as a lookup at scheduling would find). A query: no statistics move.
+   */
+  localPrefixHitBlocks(promptTokenIds: readonly number[], opts: BlockHashOptions = {}): number {
+    if (!this.config.enablePrefixCaching) return 0;
+    const hashes = computeBlockHashes(
+      {
+        algo: this.config.hashAlgo,
+        noneHash: this.noneHash,
+        blockSize: this.config.blockSize,
+        loraName: opts.loraName,
+        cacheSalt: opts.cacheSalt,
+      },
+      promptTokenIds,
+    );
+    const max = Math.min(hashes.length, Math.floor((promptTokenIds.length - 1) / this.config.blockSize));
+    let n = 0;
+    while (n < max && this.kv.pool.getCachedBlock(hashes[n]!) !== undefined) n++;
+    return n;
   }
 
   /** External (64-bit) hash → number of blocks the prefix cache holds under it. */

@@ -115,6 +115,7 @@ export class KvCacheManager {
       this.blockSize,
       request.allTokenIds,
       request.loraName,
+      request.cacheSalt,
     );
     request.numCachedBlocks = numFullBlocks;
   }

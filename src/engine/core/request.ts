@@ -26,6 +26,10 @@ export class EngineRequest implements BlockHashParams {
   numCachedTokens = -1;
   numPreemptions = 0;
   status: RequestStatus = 'waiting';
+  /** See `EngineRequestInit.holdBlocksOnFinish`. */
+  readonly holdOnFinish: boolean;
+  /** See `EngineRequestInit.remotePrefilled`; cleared once the first step used it. */
+  remotePrefill: boolean;
 
   /** The request's KV blocks, in sequence order. */
   readonly blocks: KvBlock[] = [];
@@ -55,6 +59,8 @@ export class EngineRequest implements BlockHashParams {
     this.numPromptTokens = init.promptTokenIds.length;
     this.loraName = init.loraName;
     this.cacheSalt = init.cacheSalt;
+    this.holdOnFinish = init.holdBlocksOnFinish === true;
+    this.remotePrefill = init.remotePrefilled === true;
     this.allTokenIds = init.promptTokenIds.slice();
     if (hashBlocks) appendBlockHashes(this, this.allTokenIds, this.allTokenIds.length, this.blockHashes);
   }

@@ -84,6 +84,20 @@ export class Scheduler {
         // The queue is in arrival order (preempted requests at its front arrived earlier still).
         if (req.arrivalTime > now) break;
         const numNewComputed = req.numComputedTokens === 0 ? kv.getComputedBlocks(req) : 0;
+        if (req.remotePrefill) {
+          // The prompt's KV came from a prefiller: slots for all of it now, local hits reused, and only
+          // the last prompt position computed here to sample the first token (vLLM recomputes it too).
+          if (!kv.allocateSlots(req, req.numTokens - numNewComputed, numNewComputed)) break;
+          waiting.popFront();
+          running.push(req);
+          req.status = 'running';
+          req.remotePrefill = false;
+          if (req.numCachedTokens < 0) req.numCachedTokens = numNewComputed;
+          req.numComputedTokens = req.numTokens - 1;
+          this.add(req, 1, now);
+          budget -= 1;
+          continue;
+        }
         const numComputed = req.numComputedTokens + numNewComputed;
         let n = req.numTokens - numComputed;
         if (n > budget) n = budget;
@@ -134,7 +148,10 @@ export class Scheduler {
         continue;
       }
       req.status = 'finished';
-      this.kv.free(req);
+      // A finished P/D prefill keeps its blocks for the decoder that will read them.
+      const held = req.holdOnFinish && finish === 'length' && req.blocks.length > 0;
+      const heldBlockIds = held ? req.blocks.map((b) => b.blockId) : undefined;
+      if (!held) this.kv.free(req);
       numFinished++;
       if (req.firstTokenTime < 0) req.firstTokenTime = endTime;
       if (req.lastTokenTime < 0) req.lastTokenTime = endTime;
@@ -151,6 +168,7 @@ export class Scheduler {
           lastTokenTime: req.lastTokenTime,
           finishedTime: endTime,
         },
+        heldBlockIds,
       };
     }
     if (numFinished > 0) this.dropFinished();

@@ -25,6 +25,17 @@ export interface EngineRequestInit {
   readonly arrivalTime: number;
   readonly cacheSalt?: string | undefined;
   readonly loraName?: string | undefined;
+  /**
+   * P/D prefill (`kv_transfer_params.do_remote_decode`): when the sequence ends length-capped its blocks
+   * are not freed but held for a remote decoder to read, until `releaseHeld` or the hold timeout.
+   */
+  readonly holdBlocksOnFinish?: boolean | undefined;
+  /**
+   * P/D decode: the prompt's KV has been transferred from a prefiller. The first step allocates slots for
+   * the whole prompt (reusing local prefix-cache hits) and computes only its last position, to sample
+   * the first token.
+   */
+  readonly remotePrefilled?: boolean | undefined;
 }
 
 /** Timestamps of one finished sequence, on the injected clock (seconds). */
@@ -47,6 +58,8 @@ export interface RequestOutput {
   readonly finishReason: FinishReason | null;
   /** Present when `finishReason` is set. */
   readonly timings?: RequestTimings;
+  /** Set when the sequence finished with its blocks held for a remote decoder: their ids, in order. */
+  readonly heldBlockIds?: readonly number[];
 }
 
 /** vLLM KV events, produced by the block pool and drained by the server (published over ZMQ). */
@@ -60,6 +73,11 @@ export type KvEvent =
       readonly blockSize: number;
       readonly loraName: string | null;
       readonly medium: 'GPU';
+      /**
+       * vLLM's per-block `extra_keys` (LoRA name, then the cache salt on the first block); null when no
+       * block has any.
+       */
+      readonly extraKeys: readonly (readonly string[] | null)[] | null;
     }
   | { readonly type: 'BlockRemoved'; readonly blockHashes: readonly bigint[]; readonly medium: 'GPU' }
   | { readonly type: 'AllBlocksCleared' };
@@ -85,6 +103,8 @@ export interface EngineStats {
   readonly numPreemptions: number;
   readonly numGpuBlocks: number;
   readonly blockSize: number;
+  /** Finished prefills whose blocks are held for a remote decoder. */
+  readonly numHeld: number;
 }
 
 /**

@@ -69,6 +69,7 @@ describe('BlockPool', () => {
         blockSize: 4,
         loraName: null,
         medium: 'GPU',
+        extraKeys: null,
       },
       {
         type: 'BlockStored',
@@ -78,6 +79,7 @@ describe('BlockPool', () => {
         blockSize: 4,
         loraName: 'lora-a',
         medium: 'GPU',
+        extraKeys: [['lora-a']],
       },
     ]);
     expect(pool.drainEvents()).toEqual([]);

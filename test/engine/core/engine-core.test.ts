@@ -209,6 +209,7 @@ describe('EngineCore', () => {
         blockSize: 4,
         loraName: 'lora-a',
         medium: 'GPU',
+        extraKeys: [['lora-a'], ['lora-a']],
       },
       {
         type: 'BlockStored',
@@ -218,6 +219,7 @@ describe('EngineCore', () => {
         blockSize: 4,
         loraName: 'lora-a',
         medium: 'GPU',
+        extraKeys: [['lora-a']],
       },
     ]);
     expect(run.byRequest.get('a')?.tokens).toEqual(out);
@@ -303,6 +305,7 @@ describe('EngineCore', () => {
       numPreemptions: 0,
       numGpuBlocks: 11,
       blockSize: 4,
+      numHeld: 0,
     });
   });
 });

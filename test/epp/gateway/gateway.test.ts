@@ -241,7 +241,9 @@ describe('the standalone gateway', () => {
     expect(metrics).toMatch(
       /llm_d_epp_request_total\{model_name="m",target_model_name="m",fairness_id="default-flow",priority="0"\} 1/,
     );
-    expect(metrics).toMatch(/inference_objective_request_total\{model_name="m",target_model_name="m",priority="0"\} 1/);
+    expect(metrics).toMatch(
+      /inference_objective_request_total\{model_name="m",target_model_name="m",priority="0"\} 1/,
+    );
     expect(metrics).toMatch(/llm_d_epp_request_input_tokens_sum\{[^}]*\} 3/);
   });
 });
