@@ -14,6 +14,8 @@ import {
 } from './engine/options.js';
 import { startServe } from './engine/serve.js';
 import { startEpp } from './epp/epp.js';
+import { parseSidecarArgs, sidecarHelp } from './sidecar/flags.js';
+import { startSidecar } from './sidecar/sidecar.js';
 import { parseDuration } from './core/duration.js';
 import { packageVersion } from './core/version.js';
 
@@ -291,12 +293,45 @@ function eppCommand(): Command {
     });
 }
 
+/**
+ * `llmd sidecar`: flags are read by `parseSidecarArgs`, which takes llm-d's Go spellings (`-port=8000`,
+ * `-vllm-port 8001`, `-enable-ssrf-protection=true`) that commander does not.
+ */
+function sidecarCommand(): Command {
+  const cmd = new Command('sidecar')
+    .description('Start the P/D routing sidecar in front of a decode model server')
+    .argument('[flags...]')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .helpOption(false)
+    .configureHelp({ formatHelp: () => sidecarHelp() })
+    .action(async (_args: string[], _opts: unknown, self: Command) => {
+      const parsed = parseSidecarArgs(self.args, process.env);
+      if (parsed.help) {
+        process.stdout.write(sidecarHelp());
+        return;
+      }
+      const level = parsed.input.logLevel ?? 'info';
+      const logger = createLogger(LOG_LEVELS.includes(level) ? level : 'info', 'sidecar');
+      for (const w of parsed.warnings) logger.warn(w);
+      const running = await startSidecar(parsed.input, { logger });
+      const stop = (signal: string): void => {
+        logger.info({ signal }, 'shutting down');
+        void running.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+  return cmd;
+}
+
 export function buildProgram(): Command {
   return new Command('llmd')
     .description('llm-d in TypeScript: endpoint picker, P/D sidecar, model server, KV-cache indexer')
     .version(packageVersion())
     .addCommand(serveCommand())
-    .addCommand(eppCommand());
+    .addCommand(eppCommand())
+    .addCommand(sidecarCommand());
 }
 
 // vLLM spells the short form `-tp`; commander's short flags are one letter.

@@ -1,0 +1,156 @@
+/**
+ * `llmd sidecar`: wires the routing sidecar together — options, connector, SSRF allowlist, the pools
+ * to the local model server and to the prefillers, one HTTP/1.1 listener per data-parallel rank
+ * (HTTPS with `--secure-proxy`) — and returns a handle that can close it all.
+ */
+import type { Server as TlsServer } from 'node:tls';
+import type { Http1Pool } from '../core/http1/client.js';
+import { Http1Server } from '../core/http1/server.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { Rng } from '../core/rng.js';
+import { createConnector } from './connectors/index.js';
+import { parseSidecarOptions, type SidecarOptions, type SidecarOptionsInput } from './options.js';
+import { createHandler, type SidecarContext } from './proxy.js';
+import { StaticAllowlist, type PrefillAllowlist } from './ssrf.js';
+import { createTlsFrontend, loadServerCertificate, type KeyPair, type TlsTunnel } from './tls.js';
+import { PrefillPools, openPool } from './upstreams.js';
+
+export interface RunningSidecar {
+  /** The first listener's base URL. */
+  readonly url: string;
+  /** One per data-parallel rank. */
+  readonly urls: readonly string[];
+  readonly options: SidecarOptions;
+  close(): Promise<void>;
+}
+
+export interface SidecarDeps {
+  readonly logger?: Logger;
+  /** Overrides the static allowlist (the InferencePool watch will plug in here). */
+  readonly allowlist?: PrefillAllowlist;
+}
+
+export async function startSidecar(
+  input: SidecarOptionsInput,
+  deps: SidecarDeps = {},
+): Promise<RunningSidecar> {
+  const o = parseSidecarOptions(input);
+  const log = deps.logger ?? createLogger(o.logLevel, 'sidecar');
+  const rng = new Rng(o.seed);
+  const connector = createConnector(o.connector, { sglangBootstrapPort: o.sglangBootstrapPort, rng });
+
+  let allowlist: PrefillAllowlist | null = null;
+  if (o.enableSsrfProtection) {
+    allowlist = deps.allowlist ?? new StaticAllowlist(o.allowedPrefillHosts);
+    if (o.inferencePool !== undefined && deps.allowlist === undefined) {
+      log.warn(
+        { inference_pool: o.inferencePool, allowed: allowlist.size },
+        'the InferencePool watch is not available yet: the SSRF allowlist is --allowed-prefill-hosts',
+      );
+    }
+    if (allowlist.size === 0) {
+      log.warn('SSRF protection is on with an empty allowlist: every prefill target will be refused (403)');
+    }
+  }
+
+  if (o.enableTls.includes('encoder') || o.tlsInsecureSkipVerify.includes('encoder'))
+    log.warn('there is no encoder stage here: the TLS settings for "encoder" have no effect');
+  const stage = (s: 'prefiller' | 'decoder') => ({
+    enabled: o.enableTls.includes(s),
+    insecureSkipVerify: o.tlsInsecureSkipVerify.includes(s),
+  });
+  const prefillPools = new PrefillPools(stage('prefiller'), o.connectTimeoutMs);
+  const decoders: { pool: Http1Pool; tunnel: TlsTunnel | null }[] = [];
+  const servers: Http1Server[] = [];
+  const tlsServers: TlsServer[] = [];
+  const urls: string[] = [];
+  const closeAll = async (): Promise<void> => {
+    await Promise.all(servers.map((s) => s.close()));
+    await Promise.all(tlsServers.map((t) => new Promise<void>((r) => t.close(() => r()))));
+    prefillPools.close();
+    for (const d of decoders) {
+      d.pool.destroy();
+      d.tunnel?.close();
+    }
+  };
+
+  try {
+    let pair: KeyPair | null = null;
+    if (o.secureProxy) pair = await loadServerCertificate(o.certPath);
+    const scheme = pair !== null ? 'https' : 'http';
+    for (let rank = 0; rank < o.dataParallelSize; rank++) {
+      const decoderPort = o.modelServerPort + rank;
+      const decoder = await openPool(o.modelServerHost, decoderPort, stage('decoder'), o.connectTimeoutMs);
+      decoders.push(decoder);
+      const ctx: SidecarContext = {
+        options: o,
+        connector,
+        decoder: decoder.pool,
+        decoderHostPort: hostPort(o.modelServerHost, decoderPort),
+        prefillPools,
+        allowlist,
+        rng,
+        logger: log,
+      };
+      const server = new Http1Server(createHandler(ctx), { maxBodyBytes: o.maxRequestBodyBytes });
+      servers.push(server);
+      const port = o.port === 0 ? 0 : o.port + rank;
+      let bound: number;
+      if (pair === null) bound = await server.listen(port, o.host);
+      else {
+        // The HTTP/1.1 server takes each decrypted socket as if it had accepted it itself.
+        const tls = createTlsFrontend(pair, (socket) => server.net.emit('connection', socket));
+        tlsServers.push(tls);
+        bound = await listenTls(tls, port, o.host);
+      }
+      urls.push(
+        `${scheme}://${hostPort(o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host, bound)}`,
+      );
+    }
+    log.info(
+      {
+        url: urls[0],
+        urls,
+        connector: o.connector,
+        model_server: hostPort(o.modelServerHost, o.modelServerPort),
+        data_parallel_size: o.dataParallelSize,
+        ssrf_protection: o.enableSsrfProtection,
+        secure_proxy: o.secureProxy,
+        self_signed: pair?.selfSigned ?? false,
+        tls: o.enableTls,
+        prefill_failure_policy: o.prefillFailurePolicy,
+        prefill_timeout_ms: o.prefillTimeoutMs,
+        prefill_max_retries: o.prefillMaxRetries,
+      },
+      'llmd sidecar is ready',
+    );
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+
+  let closing: Promise<void> | null = null;
+  return {
+    url: urls[0]!,
+    urls,
+    options: o,
+    close() {
+      closing ??= closeAll();
+      return closing;
+    },
+  };
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function listenTls(server: TlsServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as { port: number }).port);
+    });
+  });
+}
