@@ -54,6 +54,11 @@ export class RealtimeDriver {
     private readonly timers: DriverTimers = NODE_TIMERS,
   ) {}
 
+  /** Sequences in the step now executing (0 between steps). */
+  get inFlightSeqs(): number {
+    return this.pending === null ? 0 : this.pending.numScheduledSeqs;
+  }
+
   /** Called after a request is added: starts the loop if it was idle. */
   kick(): void {
     if (this.active || this.stopped) return;

@@ -108,7 +108,13 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
       prefix_caching_hash_algo: opts.prefixCachingHashAlgo,
       gpu_memory_utilization: opts.gpuMemoryUtilization,
     },
-    stats: () => core.stats(),
+    stats: () => {
+      const st = core.stats();
+      // The core finishes a step's requests when it plans the step; until the step's end on the wall
+      // clock they are still in the executing batch, which is what vLLM's gauge counts.
+      const inFlight = driver.inFlightSeqs;
+      return inFlight > st.numRunning ? { ...st, numRunning: inFlight } : st;
+    },
   });
 
   // ---- KV events: one batch per engine step that produced events (and after a prefix-cache reset) ----

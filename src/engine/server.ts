@@ -429,6 +429,9 @@ export class EngineServer implements DriverSink {
       );
       transfer = NO_TRANSFER;
     }
+    // A decode's wait for its KV is part of its time to first token, as in vLLM, where the request
+    // waits in the scheduler for the remote blocks.
+    const arrival = c.driver.clock();
     let remotePrefilled = false;
     if (transfer.kind === 'decode') {
       remotePrefilled = await this.pullPrompt(req, res, transfer.remote, prompts[0]!.ids, s.cacheSalt);
@@ -464,7 +467,7 @@ export class EngineServer implements DriverSink {
         for (const seq of done.sequences) this.owners.delete(seq.engineId);
       },
     });
-    const now = c.driver.clock();
+    const now = arrival;
     for (let pi = 0; pi < prompts.length; pi++) {
       const p = prompts[pi]!;
       const maxTokens = maxTokensOf[pi]!;
@@ -513,6 +516,11 @@ export class EngineServer implements DriverSink {
     c.metrics.observeRequest(s.n);
     res.on('close', () => {
       if (!ex.finished) ex.cancel();
+      else if (holdBlocks && !res.writableFinished) {
+        // The prefill finished but its kv_transfer_params never reached the client: no decoder will
+        // come for these blocks, so they need not wait for the abort timeout.
+        for (const seq of ex.sequences) if (seq.heldBlockIds !== null) c.core.releaseHeld(seq.engineId);
+      }
     });
     ex.begin({ 'x-request-id': baseId });
     c.driver.kick();

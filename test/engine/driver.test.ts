@@ -141,6 +141,21 @@ describe('RealtimeDriver', () => {
     expect(got[5]!.result.outputs[0]!.finishReason).toBe('length');
   });
 
+  it("counts a step's sequences as in flight until the step ends, finishing ones included", () => {
+    const { loop, engine, driver, got } = setup();
+    engine.addRequest(request('a', tokens(1, 8), [5]));
+    engine.addRequest(request('b', tokens(2, 8), [6]));
+    expect(driver.inFlightSeqs).toBe(0);
+    driver.kick();
+    // The first step is planned (both requests finish in it, as far as the core knows) but not over.
+    loop.run(STEP_SECONDS / 10);
+    expect(engine.stats().numRunning).toBe(0);
+    expect(driver.inFlightSeqs).toBe(2);
+    loop.run();
+    expect(got).toHaveLength(1);
+    expect(driver.inFlightSeqs).toBe(0);
+  });
+
   it('runs nothing after stop', () => {
     const { loop, engine, driver, got } = setup();
     engine.addRequest(request('a', tokens(1, 8), tokens(2, 30)));

@@ -94,10 +94,14 @@ export class EngineCore {
     this.scheduler.addRequest(req);
   }
 
-  /** Drops a request wherever it is and frees its blocks; no output is produced for it afterwards. */
+  /**
+   * Drops a request wherever it is and frees its blocks, held ones included; no output is produced for
+   * it afterwards.
+   */
   abortRequest(requestId: string): boolean {
     const req = this.requests.get(requestId);
-    if (req === undefined) return false;
+    // A finished prefill whose answer was never delivered: no decoder will come for its blocks.
+    if (req === undefined) return this.releaseHeld(requestId);
     this.requests.delete(requestId);
     return this.scheduler.abort(req);
   }

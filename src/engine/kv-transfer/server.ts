@@ -188,10 +188,23 @@ export class KvTransferServer {
         ok = socket.write(piece);
       }
       socket.uncork();
-      if (!ok) await new Promise<void>((resolve) => socket.once('drain', resolve).once('close', resolve));
+      if (!ok) await drained(socket);
     }
     if (socket.destroyed) return;
     socket.write(controlFrame(FrameType.Done, { xfer_id: r.xfer_id, blocks: positions.length }));
     o.onSent?.(positions.length, positions.length * o.blockBytes, (performance.now() - t0) / 1000);
   }
+}
+
+/** Resolves when the socket can take more, or is gone; leaves no listener behind either way. */
+function drained(socket: Socket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
 }

@@ -35,6 +35,17 @@ describe('P/D prefill: holding blocks for the decoder', () => {
     expect(runUntilIdle(engine).byRequest.get('again')!.numCachedTokens).toBe(8);
   });
 
+  it('frees held blocks when the finished prefill is aborted (its answer never reached a decoder)', () => {
+    const engine = makeEngine({ blockSize: 4, numGpuBlocks: 32 });
+    engine.addRequest(request('p', tokens(1, 10), [7], { holdBlocksOnFinish: true }));
+    runUntilIdle(engine);
+    expect(engine.stats().numHeld).toBe(1);
+    expect(engine.abortRequest('p')).toBe(true);
+    expect(engine.stats().numHeld).toBe(0);
+    expect(engine.stats().kvCacheUsage).toBe(0);
+    expect(engine.abortRequest('p')).toBe(false);
+  });
+
   it('does not hold when the prefill ends otherwise, or when not asked to', () => {
     const engine = makeEngine();
     engine.addRequest(request('stopped', tokens(1, 10), [], { maxTokens: 1, holdBlocksOnFinish: true }));

@@ -136,6 +136,30 @@ describe('the KV side channel', () => {
     expect(a.blocks + b.blocks).toBe(5);
   });
 
+  it('waits out backpressure on long reads without piling up socket listeners', async () => {
+    const big = 256 * 1024;
+    const prompt = Array.from({ length: 40 * BS }, (_, i) => i);
+    const { engine, port } = await prefiller({ blockBytes: big });
+    const ids = Array.from({ length: 40 }, (_, i) => i + 1);
+    engine.held.set('long', { blockIds: ids, promptTokenIds: prompt });
+    const c = new KvTransferClient({
+      compatibilityHash: 'h',
+      blockSize: BS,
+      blockBytes: big,
+      handshakeTimeoutMs: 2000,
+    });
+    closers.push(() => c.close());
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    closers.push(() => void process.off('warning', onWarning));
+    const r = await pull(c, port, { requestId: 'long', blockIds: ids, seeds: blockSeeds(MODEL, prompt, BS) });
+    expect(r.blocks).toBe(40);
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
+  });
+
   it('fails the handshake with another engine id, an incompatible engine or other block geometry', async () => {
     const wrongId = await prefiller({ engineId: 'someone-else' });
     expect((await failure(pull(decoder(), wrongId.port))).kind).toBe('handshake');
