@@ -9,12 +9,7 @@
  * that is not JSON) either falls back to a local decode of the client's body or is reported, as
  * `--prefill-failure-policy` says. 4xx answers are the client's to see, always.
  */
-import type {
-  Http1Pool,
-  UpstreamCall,
-  UpstreamError,
-  UpstreamResponseHandler,
-} from '../core/http1/client.js';
+import type { UpstreamCall, UpstreamError, UpstreamResponseHandler } from '../core/http1/client.js';
 import { renderRequestHead } from '../core/http1/client.js';
 import type { ResponseHead } from '../core/http1/head.js';
 import type { Http1Request, Http1Response } from '../core/http1/server.js';
@@ -209,15 +204,7 @@ class PdCall {
   private async attempt(body: Buffer, discard: boolean): Promise<Outcome> {
     if (this.clientGone) return CANCELLED;
     if (this.timedOut) return TIMEOUT;
-    const got = this.ctx.prefillPools.get(this.target);
-    let pool: Http1Pool;
-    try {
-      pool = got instanceof Promise ? await got : got;
-    } catch (err) {
-      return { kind: 'error', err: err as Error };
-    }
-    if (this.clientGone) return CANCELLED;
-    if (this.timedOut) return TIMEOUT;
+    const pool = this.ctx.prefillPools.get(this.target);
     return new Promise<Outcome>((resolve) => {
       let settled = false;
       const settle = (o: Outcome): void => {

@@ -12,7 +12,7 @@ import { createConnector } from './connectors/index.js';
 import { parseSidecarOptions, type SidecarOptions, type SidecarOptionsInput } from './options.js';
 import { createHandler, type SidecarContext } from './proxy.js';
 import { StaticAllowlist, type PrefillAllowlist } from './ssrf.js';
-import { createTlsFrontend, loadServerCertificate, type KeyPair, type TlsTunnel } from './tls.js';
+import { createTlsFrontend, loadServerCertificate, type KeyPair } from './tls.js';
 import { PrefillPools, openPool } from './upstreams.js';
 
 export interface RunningSidecar {
@@ -60,7 +60,7 @@ export async function startSidecar(
     insecureSkipVerify: o.tlsInsecureSkipVerify.includes(s),
   });
   const prefillPools = new PrefillPools(stage('prefiller'), o.connectTimeoutMs);
-  const decoders: { pool: Http1Pool; tunnel: TlsTunnel | null }[] = [];
+  const decoders: Http1Pool[] = [];
   const servers: Http1Server[] = [];
   const tlsServers: TlsServer[] = [];
   const urls: string[] = [];
@@ -68,10 +68,7 @@ export async function startSidecar(
     await Promise.all(servers.map((s) => s.close()));
     await Promise.all(tlsServers.map((t) => new Promise<void>((r) => t.close(() => r()))));
     prefillPools.close();
-    for (const d of decoders) {
-      d.pool.destroy();
-      d.tunnel?.close();
-    }
+    for (const d of decoders) d.destroy();
   };
 
   try {
@@ -80,12 +77,12 @@ export async function startSidecar(
     const scheme = pair !== null ? 'https' : 'http';
     for (let rank = 0; rank < o.dataParallelSize; rank++) {
       const decoderPort = o.modelServerPort + rank;
-      const decoder = await openPool(o.modelServerHost, decoderPort, stage('decoder'), o.connectTimeoutMs);
+      const decoder = openPool(o.modelServerHost, decoderPort, stage('decoder'), o.connectTimeoutMs);
       decoders.push(decoder);
       const ctx: SidecarContext = {
         options: o,
         connector,
-        decoder: decoder.pool,
+        decoder,
         decoderHostPort: hostPort(o.modelServerHost, decoderPort),
         prefillPools,
         allowlist,

@@ -2,12 +2,11 @@
  * TLS for the sidecar. Serving (`--secure-proxy`): a certificate from `--cert-path` (tls.crt, tls.key),
  * else a self-signed one made with the `openssl` binary, since Node has no certificate generator; the
  * TLS socket is handed to the HTTP/1.1 server as if it were a plain connection. Dialling
- * (`--enable-tls`): the keep-alive pool speaks plain TCP only, so each TLS upstream gets a loopback
- * tunnel that the pool connects to and that wraps each connection in TLS on its way out.
+ * (`--enable-tls`): the keep-alive pool opens its connections with `tls.connect`.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -100,63 +99,18 @@ export function createTlsFrontend(pair: KeyPair, onConnection: (socket: Socket) 
   return server;
 }
 
-/**
- * A loopback listener whose every connection is relayed over TLS to `host:port`. The pool dials the
- * tunnel; the tunnel dials out once per pooled connection, so keep-alive still holds end to end.
- */
-export class TlsTunnel {
-  private readonly server: NetServer;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(
-    readonly host: string,
-    readonly targetPort: number,
-    private readonly insecure: boolean,
-  ) {
-    this.server = createNetServer({ noDelay: true }, (inner) => this.relay(inner));
-  }
-
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(0, '127.0.0.1', () => {
-        this.server.off('error', reject);
-        this.port = (this.server.address() as { port: number }).port;
-        resolve(this.port);
-      });
-    });
-  }
-
-  private relay(inner: Socket): void {
-    const outer = tlsConnect({
-      host: this.host,
-      port: this.targetPort,
+/** Dials `host:port` over TLS for a keep-alive pool (`--enable-tls`). */
+export function tlsDialer(insecureSkipVerify: boolean): (host: string, port: number) => Socket {
+  return (host, port) => {
+    const socket = tlsConnect({
+      host,
+      port,
       // SNI takes names only.
-      servername: isIP(this.host) === 0 ? this.host : undefined,
-      rejectUnauthorized: !this.insecure,
+      servername: isIP(host) === 0 ? host : undefined,
+      rejectUnauthorized: !insecureSkipVerify,
       minVersion: 'TLSv1.2',
     });
-    this.sockets.add(inner);
-    this.sockets.add(outer);
-    const done = (): void => {
-      inner.destroy();
-      outer.destroy();
-      this.sockets.delete(inner);
-      this.sockets.delete(outer);
-    };
-    inner.on('error', done).on('close', done);
-    outer.on('error', done).on('close', done);
-    outer.setNoDelay(true);
-    inner.pipe(outer);
-    outer.pipe(inner);
-  }
-
-  /** Stops accepting; with `destroy`, also cuts the connections it relays (else they end on their own). */
-  close(destroy = true): void {
-    this.server.close();
-    if (!destroy) return;
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
-  }
+    socket.setNoDelay(true);
+    return socket;
+  };
 }

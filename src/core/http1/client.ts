@@ -52,6 +52,11 @@ export interface UpstreamCall {
 
 export interface PoolOptions {
   readonly connectTimeoutMs: number;
+  /**
+   * Opens a connection (default: plain TCP with Nagle off). A TLS upstream passes `tls.connect`: the
+   * pool only needs a duplex socket that emits `connect`.
+   */
+  readonly connect?: (host: string, port: number) => Socket;
   /** Idle connections kept (beyond that they are closed when a request ends). */
   readonly maxIdle: number;
   readonly idleTimeoutMs: number;
@@ -385,7 +390,10 @@ export class Http1Pool {
 
   /** @internal */
   open(): PooledSocket {
-    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    const socket =
+      this.options.connect === undefined
+        ? connect({ host: this.host, port: this.port, noDelay: true })
+        : this.options.connect(this.host, this.port);
     const ps = new PooledSocket(this, socket);
     this.all.add(ps);
     return ps;
