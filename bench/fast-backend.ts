@@ -3,11 +3,13 @@
  * front of it is what the benchmark measures: a fixed vLLM-shaped completion, `/v1/models`, and a
  * `/metrics` page with vLLM's names for the EPP's scraper.
  *
- * Run by the bench as a child process: `tsx bench/fast-backend.ts`; prints its URL.
+ * Run by the benches as a child process: `tsx bench/fast-backend.ts [--prefiller]`; prints its URL.
+ * With `--prefiller` its answer carries NixlConnector `kv_transfer_params`, as a vLLM prefiller's does.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+const PREFILLER = process.argv.includes('--prefiller');
 const COMPLETION = JSON.stringify({
   id: 'cmpl-bench',
   object: 'text_completion',
@@ -15,6 +17,20 @@ const COMPLETION = JSON.stringify({
   model: 'Qwen/Qwen3-8B',
   choices: [{ index: 0, text: ' ok', logprobs: null, finish_reason: 'length', stop_reason: null }],
   usage: { prompt_tokens: 8, total_tokens: 9, completion_tokens: 1 },
+  ...(PREFILLER
+    ? {
+        kv_transfer_params: {
+          do_remote_prefill: true,
+          do_remote_decode: false,
+          remote_block_ids: [1],
+          remote_engine_id: 'bench-prefiller',
+          remote_request_id: 'cmpl-bench-0',
+          remote_host: '127.0.0.1',
+          remote_port: 5600,
+          tp_size: 1,
+        },
+      }
+    : {}),
 });
 const METRICS =
   '# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="Qwen/Qwen3-8B"} 0\n' +

@@ -19,8 +19,16 @@ export interface LlmdProcess {
 
 const running = new Set<ChildProcess>();
 
-export async function startLlmd(args: string[], readyMsg: string, timeoutMs = 20_000): Promise<LlmdProcess> {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startLlmd(
+  args: string[],
+  readyMsg: string,
+  timeoutMs = 20_000,
+  env: Record<string, string> = {},
+): Promise<LlmdProcess> {
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   running.add(proc);
   const logs: string[] = [];
   let stderr = '';
@@ -61,12 +69,18 @@ export async function startLlmd(args: string[], readyMsg: string, timeoutMs = 20
   };
 }
 
-/** `llmd serve` of a small model with fast simulated steps. */
-export function startServeProcess(extra: string[] = []): Promise<LlmdProcess> {
+export interface ServeProcessOptions {
+  /** Default Qwen/Qwen3-0.6B. */
+  readonly model?: string;
+  readonly env?: Record<string, string>;
+}
+
+/** `llmd serve` on a free port, with `extra` flags. */
+export function startServeProcess(extra: string[] = [], o: ServeProcessOptions = {}): Promise<LlmdProcess> {
   return startLlmd(
     [
       'serve',
-      'Qwen/Qwen3-0.6B',
+      o.model ?? 'Qwen/Qwen3-0.6B',
       '--host',
       '127.0.0.1',
       '--port',
@@ -77,6 +91,26 @@ export function startServeProcess(extra: string[] = []): Promise<LlmdProcess> {
       ...extra,
     ],
     'llmd serve is ready',
+    20_000,
+    o.env,
+  );
+}
+
+/** `llmd sidecar` on a free port in front of the model server on `modelServerPort`. */
+export function startSidecarProcess(modelServerPort: number, extra: string[] = []): Promise<LlmdProcess> {
+  return startLlmd(
+    [
+      'sidecar',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      `--vllm-port=${modelServerPort}`,
+      '--log-level',
+      'info',
+      ...extra,
+    ],
+    'llmd sidecar is ready',
   );
 }
 
