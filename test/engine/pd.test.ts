@@ -137,6 +137,29 @@ describe('P/D between two llmd serve instances', () => {
   });
 });
 
+describe('which --kv-transfer-config opens the side channel', () => {
+  it('the NixlConnector, alone or inside a MultiConnector; no other connector', async () => {
+    const multi = await serve({
+      kvTransferConfig: {
+        kv_connector: 'MultiConnector',
+        kv_role: 'kv_both',
+        kv_connector_extra_config: {
+          connectors: [{ kv_connector: 'LMCacheConnectorV1' }, { kv_connector: 'NixlConnector' }],
+        },
+      },
+    });
+    const other = await serve({
+      kvTransferConfig: { kv_connector: 'LMCacheConnectorV1', kv_role: 'kv_both' },
+    });
+    try {
+      expect(multi.sideChannelPort).toBeGreaterThan(0);
+      expect(other.sideChannelPort).toBeNull();
+    } finally {
+      await Promise.all([multi.close(), other.close()]);
+    }
+  });
+});
+
 describe('P/D failures', () => {
   const closers: (() => Promise<void> | void)[] = [];
   afterEach(async () => {
