@@ -1,0 +1,314 @@
+/**
+ * Request keys: the indexer's own chained 64-bit hash of a prompt's full blocks, computed the same way
+ * from the token ids of a KV event (write path) and of a request (read path), so engine hash algorithm
+ * and `PYTHONHASHSEED` do not matter. Bit for bit llm-d's current scheme (llm-d-router
+ * `kvblock/token_processor.go`), so a Redis index can be shared with Go replicas:
+ *
+ *  - `cbor-fnv` (default): key = FNV-64a(canonical CBOR `[parent, tokens, extra]`), where `extra` is
+ *    null or an array of `{"Hash": <string>}` maps (multimodal identifiers, the cache salt on block 0);
+ *    the chain starts at the model's root, FNV-64a(CBOR `[FNV-64a(hashSeed), null, "<model>"]`);
+ *  - `xxh64`: key = XXH64(parent as u64 LE ‖ tokens as u32 LE ‖ per extra string: u64 LE length ‖
+ *    bytes); root = that of (XXH64(hashSeed), no tokens, [model]).
+ *
+ * The trailing partial block is never keyed: an engine only announces full blocks. Keys are returned
+ * as `KeyList`, pairs of unsigned 32-bit halves, which is what the index stores; FNV runs on the two
+ * halves directly over the CBOR bytes as they are produced, with no buffer and no bigint.
+ */
+import { xxh64 } from '@node-rs/xxhash';
+
+/** 64-bit keys as [hi, lo] pairs of unsigned 32-bit halves: key i is (keys[2i], keys[2i + 1]). */
+export type KeyList = Uint32Array;
+
+export type HashAlgorithm = 'cbor-fnv' | 'xxh64';
+
+export interface TokenProcessorConfig {
+  /** Tokens per block (llm-d's `blockSizeTokens`, default 16). */
+  readonly blockSizeTokens: number;
+  /** llm-d's `hashSeed` (default ""): only the chain's start depends on it. */
+  readonly hashSeed: string;
+  readonly hashAlgorithm: HashAlgorithm;
+}
+
+export const DEFAULT_TOKEN_PROCESSOR: TokenProcessorConfig = {
+  blockSizeTokens: 16,
+  hashSeed: '',
+  hashAlgorithm: 'cbor-fnv',
+};
+
+/** Per block: the strings that taint its key (null: none). */
+export type BlockExtras = readonly (readonly string[] | null)[];
+
+const FNV_OFFSET_HI = 0xcbf29ce4;
+const FNV_OFFSET_LO = 0x84222325;
+const utf8 = new TextEncoder();
+
+/** Decimal form of a key, as Redis and the HTTP API spell it. */
+export function keyToDecimal(hi: number, lo: number): string {
+  return (BigInt(hi) * 4294967296n + BigInt(lo)).toString();
+}
+
+export function keyToBigInt(hi: number, lo: number): bigint {
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/** A bigint (taken modulo 2^64) as a [hi, lo] pair. */
+export function bigIntToKey(v: bigint): [number, number] {
+  const u = BigInt.asUintN(64, v);
+  return [Number(u >> 32n), Number(u & 0xffffffffn)];
+}
+
+/** Keys of a list as bigints (tests, logs, the HTTP API). */
+export function keysToBigInts(keys: KeyList): bigint[] {
+  const out: bigint[] = new Array<bigint>(keys.length >>> 1);
+  for (let i = 0; i < out.length; i++) out[i] = keyToBigInt(keys[2 * i]!, keys[2 * i + 1]!);
+  return out;
+}
+
+/**
+ * Canonical CBOR into a reusable byte buffer, then FNV-64a over it as two 32-bit halves: multiplying
+ * by the prime 2^40 + 0x1b3 is h·0x1b3 + (h << 40).
+ */
+class CborFnv {
+  buf = new Uint8Array(1024);
+  pos = 0;
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  byte(b: number): void {
+    this.buf[this.pos++] = b;
+  }
+
+  /** A CBOR head: major type and argument, shortest form. `hi` is the argument's upper 32 bits. */
+  head(major: number, hi: number, lo: number): void {
+    const b = this.buf;
+    let p = this.pos;
+    const m = major << 5;
+    if (hi !== 0) {
+      b[p++] = m | 27;
+      b[p++] = hi >>> 24;
+      b[p++] = (hi >>> 16) & 0xff;
+      b[p++] = (hi >>> 8) & 0xff;
+      b[p++] = hi & 0xff;
+      b[p++] = lo >>> 24;
+      b[p++] = (lo >>> 16) & 0xff;
+      b[p++] = (lo >>> 8) & 0xff;
+      b[p++] = lo & 0xff;
+    } else if (lo < 24) {
+      b[p++] = m | lo;
+    } else if (lo < 0x100) {
+      b[p++] = m | 24;
+      b[p++] = lo;
+    } else if (lo < 0x10000) {
+      b[p++] = m | 25;
+      b[p++] = lo >>> 8;
+      b[p++] = lo & 0xff;
+    } else {
+      b[p++] = m | 26;
+      b[p++] = lo >>> 24;
+      b[p++] = (lo >>> 16) & 0xff;
+      b[p++] = (lo >>> 8) & 0xff;
+      b[p++] = lo & 0xff;
+    }
+    this.pos = p;
+  }
+
+  text(s: Uint8Array): void {
+    this.ensure(9 + s.length);
+    this.head(3, 0, s.length);
+    this.buf.set(s, this.pos);
+    this.pos += s.length;
+  }
+
+  /**
+   * FNV-64a of the bytes written; the halves land in `out`. The state stays in signed 32-bit integers
+   * (values ≥ 2^31 kept unsigned would become doubles), and the low half's carry comes from 16-bit
+   * limbs, so the loop is integer arithmetic only.
+   */
+  digest(out: [number, number]): void {
+    const b = this.buf;
+    let hi = FNV_OFFSET_HI | 0;
+    let lo = FNV_OFFSET_LO | 0;
+    for (let i = 0, n = this.pos; i < n; i++) {
+      const x = lo ^ b[i]!;
+      const carry = ((x >>> 16) * 0x1b3 + (((x & 0xffff) * 0x1b3) >>> 16)) >>> 16;
+      hi = (Math.imul(hi, 0x1b3) + carry + (x << 8)) | 0;
+      lo = Math.imul(x, 0x1b3);
+    }
+    out[0] = hi >>> 0;
+    out[1] = lo >>> 0;
+  }
+}
+
+const HASH_KEY = utf8.encode('Hash');
+
+export class TokenProcessor {
+  readonly blockSize: number;
+  readonly algorithm: HashAlgorithm;
+  private readonly initHi: number;
+  private readonly initLo: number;
+  private readonly cbor = new CborFnv();
+  private readonly pair: [number, number] = [0, 0];
+  private readonly roots = new Map<string, readonly [number, number]>();
+  private xbuf = Buffer.allocUnsafe(1024);
+
+  constructor(config: Partial<TokenProcessorConfig> = {}) {
+    const c = { ...DEFAULT_TOKEN_PROCESSOR, ...config };
+    if (!Number.isInteger(c.blockSizeTokens) || c.blockSizeTokens <= 0) {
+      throw new RangeError(`blockSizeTokens must be a positive integer, got ${c.blockSizeTokens}`);
+    }
+    this.blockSize = c.blockSizeTokens;
+    this.algorithm = c.hashAlgorithm;
+    if (c.hashAlgorithm === 'xxh64') {
+      [this.initHi, this.initLo] = bigIntToKey(xxh64(Buffer.from(c.hashSeed, 'utf8')));
+    } else {
+      const seed = utf8.encode(c.hashSeed);
+      this.cbor.ensure(seed.length);
+      this.cbor.buf.set(seed, 0);
+      this.cbor.pos = seed.length;
+      this.cbor.digest(this.pair);
+      [this.initHi, this.initLo] = this.pair;
+    }
+  }
+
+  /** Full blocks in `tokenCount` tokens. */
+  blocksIn(tokenCount: number): number {
+    return Math.floor(tokenCount / this.blockSize);
+  }
+
+  /** The chain's start for `model` (a LoRA adapter's name when one is used). */
+  root(model: string): readonly [number, number] {
+    let r = this.roots.get(model);
+    if (r === undefined) {
+      const m = utf8.encode(model);
+      r =
+        this.algorithm === 'xxh64'
+          ? this.xxhBlock(this.initHi, this.initLo, null, 0, 0, [model])
+          : this.fnvBlock(this.initHi, this.initLo, null, 0, 0, null, m);
+      // Models are few; a bound keeps hostile model names from growing the map.
+      if (this.roots.size < 1024) this.roots.set(model, r);
+    }
+    return r;
+  }
+
+  /**
+   * Keys of the full blocks of `tokens`, chained from `parent` (the model's root when null).
+   * `extras[i]`, when given, taints block i (its length must be the number of full blocks).
+   */
+  keys(
+    tokens: ArrayLike<number>,
+    model: string,
+    parent: readonly [number, number] | null = null,
+    extras: BlockExtras | null = null,
+  ): KeyList {
+    const bs = this.blockSize;
+    const n = Math.floor(tokens.length / bs);
+    if (extras !== null && extras.length !== n) {
+      throw new RangeError(`extras has ${extras.length} entries for ${n} full blocks`);
+    }
+    const out = new Uint32Array(2 * n);
+    let [hi, lo] = parent ?? this.root(model);
+    for (let b = 0; b < n; b++) {
+      const extra = extras === null ? null : extras[b]!;
+      const k =
+        this.algorithm === 'xxh64'
+          ? this.xxhBlock(hi, lo, tokens, b * bs, bs, extra)
+          : this.fnvBlock(hi, lo, tokens, b * bs, bs, extra, null);
+      hi = k[0];
+      lo = k[1];
+      out[2 * b] = hi;
+      out[2 * b + 1] = lo;
+    }
+    return out;
+  }
+
+  /** FNV-64a of CBOR `[parent, tokens | null, extra]`; `text` is the root's model string. */
+  private fnvBlock(
+    phi: number,
+    plo: number,
+    tokens: ArrayLike<number> | null,
+    start: number,
+    count: number,
+    extra: readonly string[] | null,
+    text: Uint8Array | null,
+  ): [number, number] {
+    const c = this.cbor;
+    c.pos = 0;
+    c.ensure(16 + 5 * count);
+    c.byte(0x83);
+    c.head(0, phi, plo);
+    if (tokens === null) c.byte(0xf6);
+    else {
+      c.head(4, 0, count);
+      // Token ids inline: this loop is most of the bytes hashed.
+      const b = c.buf;
+      let p = c.pos;
+      for (let i = start, end = start + count; i < end; i++) {
+        const t = tokens[i]! >>> 0;
+        if (t < 24) b[p++] = t;
+        else if (t < 0x100) {
+          b[p++] = 24;
+          b[p++] = t;
+        } else if (t < 0x10000) {
+          b[p++] = 25;
+          b[p++] = t >>> 8;
+          b[p++] = t & 0xff;
+        } else {
+          b[p++] = 26;
+          b[p++] = t >>> 24;
+          b[p++] = (t >>> 16) & 0xff;
+          b[p++] = (t >>> 8) & 0xff;
+          b[p++] = t & 0xff;
+        }
+      }
+      c.pos = p;
+    }
+    if (text !== null) c.text(text);
+    else if (extra === null) c.byte(0xf6);
+    else {
+      c.ensure(9);
+      c.head(4, 0, extra.length);
+      for (const s of extra) {
+        c.ensure(1);
+        c.byte(0xa1);
+        c.text(HASH_KEY);
+        c.text(utf8.encode(s));
+      }
+    }
+    const out: [number, number] = [0, 0];
+    c.digest(out);
+    return out;
+  }
+
+  private xxhBlock(
+    phi: number,
+    plo: number,
+    tokens: ArrayLike<number> | null,
+    start: number,
+    count: number,
+    extra: readonly string[] | null,
+  ): [number, number] {
+    let need = 8 + count * 4;
+    const parts = extra === null ? [] : extra.map((s) => Buffer.from(s, 'utf8'));
+    for (const p of parts) need += 8 + p.length;
+    if (this.xbuf.length < need) this.xbuf = Buffer.allocUnsafe(Math.max(need, this.xbuf.length * 2));
+    const b = this.xbuf;
+    b.writeUInt32LE(plo, 0);
+    b.writeUInt32LE(phi, 4);
+    let off = 8;
+    if (tokens !== null) {
+      for (let i = start, end = start + count; i < end; i++, off += 4) b.writeUInt32LE(tokens[i]! >>> 0, off);
+    }
+    for (const p of parts) {
+      b.writeUInt32LE(p.length, off);
+      b.writeUInt32LE(0, off + 4);
+      p.copy(b, off + 8);
+      off += 8 + p.length;
+    }
+    return bigIntToKey(xxh64(b.subarray(0, off)));
+  }
+}
