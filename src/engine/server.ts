@@ -175,6 +175,11 @@ export class EngineServer implements DriverSink {
         return sendJson(res, 200, this.models());
       case '/reset_prefix_cache':
         return this.resetPrefixCache(method, path, res);
+      case '/debug/kv_cache':
+        this.get(method, path);
+        return this.debugKvCache(res);
+      case '/debug/kv_cache/prefix':
+        return this.post(req, res, method, path, (b) => this.debugCachedPrefix(res, b));
       case '/metrics': {
         this.get(method, path);
         const text = await this.ctx.metrics.render();
@@ -611,6 +616,30 @@ export class EngineServer implements DriverSink {
         token_ids: p.ids,
         sampling_params: { max_tokens: body.max_tokens ?? COMPLETION_DEFAULT_MAX_TOKENS },
         model,
+      })),
+    );
+  }
+
+  /** llmd's debug view of the prefix cache: every cached block's 64-bit hash, as KV events name it. */
+  private debugKvCache(res: ServerResponse): void {
+    const hashes = this.ctx.core.cachedBlockHashes();
+    const list = [...hashes.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
+    let blocks = 0;
+    for (const n of hashes.values()) blocks += n;
+    sendJson(res, 200, { block_size: this.ctx.options.blockSize, num_cached_blocks: blocks, block_hashes: list });
+  }
+
+  /** How many leading full blocks of a completion request's prompt the prefix cache holds (no side effect). */
+  private debugCachedPrefix(res: ServerResponse, raw: unknown): void {
+    const body = parseBody(CompletionRequestSchema, raw);
+    this.resolveModel(body.model);
+    const prompts = this.completionPrompts(body);
+    sendJson(
+      res,
+      200,
+      prompts.map((p) => ({
+        prompt_tokens: p.ids.length,
+        cached_blocks: this.ctx.core.cachedLeadingBlocks(p.ids, { cacheSalt: body.cache_salt ?? undefined }),
       })),
     );
   }

@@ -212,6 +212,12 @@ export class EngineCore {
    * the last token, as a lookup at scheduling would find). A query: no statistics move.
    */
   localPrefixHitBlocks(promptTokenIds: readonly number[], opts: BlockHashOptions = {}): number {
+    const max = Math.floor((promptTokenIds.length - 1) / this.config.blockSize);
+    return Math.min(max, this.cachedLeadingBlocks(promptTokenIds, opts));
+  }
+
+  /** How many leading full blocks of `tokenIds` the prefix cache holds, every full block considered. */
+  cachedLeadingBlocks(tokenIds: readonly number[], opts: BlockHashOptions = {}): number {
     if (!this.config.enablePrefixCaching) return 0;
     const hashes = computeBlockHashes(
       {
@@ -221,11 +227,10 @@ export class EngineCore {
         loraName: opts.loraName,
         cacheSalt: opts.cacheSalt,
       },
-      promptTokenIds,
+      tokenIds,
     );
-    const max = Math.min(hashes.length, Math.floor((promptTokenIds.length - 1) / this.config.blockSize));
     let n = 0;
-    while (n < max && this.kv.pool.getCachedBlock(hashes[n]!) !== undefined) n++;
+    while (n < hashes.length && this.kv.pool.getCachedBlock(hashes[n]!) !== undefined) n++;
     return n;
   }
 
