@@ -626,7 +626,11 @@ export class EngineServer implements DriverSink {
     const list = [...hashes.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
     let blocks = 0;
     for (const n of hashes.values()) blocks += n;
-    sendJson(res, 200, { block_size: this.ctx.options.blockSize, num_cached_blocks: blocks, block_hashes: list });
+    sendJson(res, 200, {
+      block_size: this.ctx.options.blockSize,
+      num_cached_blocks: blocks,
+      block_hashes: list,
+    });
   }
 
   /** How many leading full blocks of a completion request's prompt the prefix cache holds (no side effect). */
