@@ -83,6 +83,12 @@ export interface KvBlockIndex {
   clear(pod: string): Awaitable<void>;
 
   close(): Awaitable<void>;
+
+  /**
+   * Per server, how many request keys it holds a confirmed (not speculative) entry for, any tier:
+   * every key is scanned (debugging and ground-truth checks; not a hot path).
+   */
+  countKeysByPod?(): Awaitable<Map<string, number>>;
 }
 
 /** Same identity: equal entries name the same indexed record. */

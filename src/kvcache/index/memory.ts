@@ -243,6 +243,8 @@ export class MemoryIndex implements KvBlockIndex {
   private podBlocks: Uint32Array = new Uint32Array(64);
   private podScore: Float64Array = new Float64Array(64);
   private podBest: Float64Array = new Float64Array(64);
+  /** A server's score before its current block: an upgrade of that block adds to it, never subtracts. */
+  private podBase: Float64Array = new Float64Array(64);
   private podAllowed: Uint32Array = new Uint32Array(64);
   private gen = 0;
   private weightsFor: TierWeights | null = null;
@@ -308,6 +310,7 @@ export class MemoryIndex implements KvBlockIndex {
     const blocks = this.podBlocks;
     const score = this.podScore;
     const best = this.podBest;
+    const base = this.podBase;
     const entryPod = this.entryPod;
     const enNext = this.enNext;
     const enVal = this.enVal;
@@ -333,11 +336,12 @@ export class MemoryIndex implements KvBlockIndex {
           // The server's first copy of block i: it extends its prefix.
           blocks[pod] = i + 1;
           best[pod] = wt;
+          base[pod] = score[pod]!;
           score[pod] = score[pod]! + wt;
           advanced++;
         } else if (blocks[pod] === i + 1 && wt > best[pod]!) {
           // Another tier of the same block (blocks only reaches i + 1 at block i) counts if it weighs more.
-          score[pod] = score[pod]! + wt - best[pod]!;
+          score[pod] = base[pod]! + wt;
           best[pod] = wt;
         }
       }
@@ -434,6 +438,24 @@ export class MemoryIndex implements KvBlockIndex {
   close(): void {}
 
   // ---- inspection ----
+
+  countKeysByPod(): Map<string, number> {
+    const out = new Map<string, number>();
+    const seen = new Set<number>();
+    for (let n = this.rk.head; n !== NIL; n = this.rk.next[n]!) {
+      seen.clear();
+      for (let e = this.rkEntries[n]!; e !== NIL; e = this.enNext[e]!) {
+        const id = this.enVal[e]!;
+        if (this.entryList[id]!.speculative) continue;
+        const pid = this.entryPod[id]!;
+        if (seen.has(pid)) continue;
+        seen.add(pid);
+        const pod = this.podNames[pid]!;
+        out.set(pod, (out.get(pod) ?? 0) + 1);
+      }
+    }
+    return out;
+  }
 
   stats(): MemoryIndexStats {
     const bytes =
@@ -620,6 +642,7 @@ export class MemoryIndex implements KvBlockIndex {
         this.podBlocks = resizeU32(this.podBlocks, cap);
         this.podScore = resizeF64(this.podScore, cap);
         this.podBest = resizeF64(this.podBest, cap);
+        this.podBase = resizeF64(this.podBase, cap);
         this.podAllowed = resizeU32(this.podAllowed, cap);
       }
     }
