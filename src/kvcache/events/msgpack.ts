@@ -230,11 +230,7 @@ export class MsgpackReader {
   }
 
   private container(n: number, minBytesEach: number, depth: number): void {
-    // Every entry takes at least one byte: a length beyond the bytes left is a lie, caught before allocating.
-    if (n * minBytesEach > this.remaining) throw new MsgpackError('truncated msgpack');
-    if (depth >= this.limits.maxDepth) throw new MsgpackError('msgpack nested too deeply', true);
-    if (n > this.limits.maxItems)
-      throw new MsgpackError(`msgpack container of ${n} entries is too large`, true);
+    checkContainer(n, minBytesEach, this.remaining, depth, this.limits);
   }
 
   private array(n: number, depth: number): MsgValue[] {
@@ -261,4 +257,137 @@ export function readMsgpack(bytes: Uint8Array, limits: ReaderLimits): MsgValue {
   const v = r.read();
   if (r.remaining !== 0) throw new MsgpackError(`${r.remaining} bytes after the msgpack value`);
   return v;
+}
+
+/** Bytes after the head byte for fixed-size types; -1 for variable ones, -2 for the invalid 0xc1. */
+const FIXED_TAIL = new Int8Array(256).fill(-1);
+for (let b = 0; b < 256; b++) {
+  if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) FIXED_TAIL[b] = 0;
+}
+FIXED_TAIL[0xc1] = -2;
+for (const [b, n] of [
+  [0xcc, 1],
+  [0xd0, 1],
+  [0xcd, 2],
+  [0xd1, 2],
+  [0xca, 4],
+  [0xce, 4],
+  [0xd2, 4],
+  [0xcb, 8],
+  [0xcf, 8],
+  [0xd3, 8],
+  [0xd4, 2],
+  [0xd5, 3],
+  [0xd6, 5],
+  [0xd7, 9],
+  [0xd8, 17],
+] as const)
+  FIXED_TAIL[b] = n;
+
+function bigEndian(bytes: Uint8Array, pos: number, n: number): number {
+  if (pos + n > bytes.length) throw new MsgpackError('truncated msgpack');
+  let v = 0;
+  for (let i = 0; i < n; i++) v = v * 256 + (bytes[pos + i] as number);
+  return v;
+}
+
+/**
+ * Skips one value starting at `pos` and returns where it ends, checking the same limits as the reader
+ * but building nothing (strings are not decoded, so their UTF-8 is not checked): how a decoder steps
+ * over fields it does not use and finds the end of an event it could not use. `depth` is the depth of
+ * the value itself.
+ */
+export function skipMsgpack(bytes: Uint8Array, pos: number, depth: number, limits: ReaderLimits): number {
+  if (pos >= bytes.length) throw new MsgpackError('truncated msgpack');
+  const b = bytes[pos++] as number;
+  const fixed = FIXED_TAIL[b] as number;
+  if (fixed >= 0) {
+    if (pos + fixed > bytes.length) throw new MsgpackError('truncated msgpack');
+    return pos + fixed;
+  }
+  if (fixed === -2) throw new MsgpackError(`invalid msgpack byte 0xc1 at ${pos - 1}`);
+  let items = 0;
+  let perItem = 1;
+  let body = -1;
+  if (b >= 0xa0 && b <= 0xbf) body = b & 0x1f;
+  else if (b >= 0x90 && b <= 0x9f) items = b & 0x0f;
+  else if (b >= 0x80 && b <= 0x8f) {
+    items = b & 0x0f;
+    perItem = 2;
+  }
+  switch (b) {
+    case 0xc4:
+    case 0xd9:
+      body = bigEndian(bytes, pos, 1);
+      pos += 1;
+      break;
+    case 0xc5:
+    case 0xda:
+      body = bigEndian(bytes, pos, 2);
+      pos += 2;
+      break;
+    case 0xc6:
+    case 0xdb:
+      body = bigEndian(bytes, pos, 4);
+      pos += 4;
+      break;
+    case 0xc7:
+      body = 1 + bigEndian(bytes, pos, 1);
+      pos += 1;
+      break;
+    case 0xc8:
+      body = 1 + bigEndian(bytes, pos, 2);
+      pos += 2;
+      break;
+    case 0xc9:
+      body = 1 + bigEndian(bytes, pos, 4);
+      pos += 4;
+      break;
+    case 0xdc:
+      items = bigEndian(bytes, pos, 2);
+      pos += 2;
+      break;
+    case 0xdd:
+      items = bigEndian(bytes, pos, 4);
+      pos += 4;
+      break;
+    case 0xde:
+      items = bigEndian(bytes, pos, 2);
+      perItem = 2;
+      pos += 2;
+      break;
+    case 0xdf:
+      items = bigEndian(bytes, pos, 4);
+      perItem = 2;
+      pos += 4;
+      break;
+  }
+  if (body >= 0) {
+    if (pos + body > bytes.length) throw new MsgpackError('truncated msgpack');
+    return pos + body;
+  }
+  checkContainer(items, perItem, bytes.length - pos, depth, limits);
+  for (let i = items * perItem; i > 0; i--) {
+    // Scalars inline (a prompt's token ids are thousands of them); containers and strings recurse.
+    const f = FIXED_TAIL[bytes[pos] as number] as number;
+    if (f >= 0 && pos + 1 + f <= bytes.length) pos += 1 + f;
+    else pos = skipMsgpack(bytes, pos, depth + 1, limits);
+  }
+  return pos;
+}
+
+/**
+ * The checks every container header passes before anything is allocated for it: each entry takes at
+ * least one byte, so a length beyond the bytes left is a lie; then the depth and size limits.
+ */
+export function checkContainer(
+  n: number,
+  valuesEach: number,
+  remaining: number,
+  depth: number,
+  limits: ReaderLimits,
+): void {
+  if (n * valuesEach > remaining) throw new MsgpackError('truncated msgpack');
+  if (depth >= limits.maxDepth) throw new MsgpackError('msgpack nested too deeply', true);
+  if (n > limits.maxItems) throw new MsgpackError(`msgpack container of ${n} entries is too large`, true);
 }

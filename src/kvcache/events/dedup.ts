@@ -1,0 +1,210 @@
+/**
+ * The router's event dedup filter (llm-d-router `pkg/kvevents/event_dedup_filter.go`): a reference
+ * count of engine block hashes per (server, tier, group), so that a `BlockRemoved` reaches the index
+ * only when the last announcement of that hash in that scope is gone. An engine may legitimately hold
+ * one hash more than once (vLLM keeps duplicate blocks of a prefix computed twice; its offloading
+ * connector re-announces shared hashes in chunk mode) and removes each copy separately: forwarding the
+ * first removal would drop a block the server still has. A hash never stored passes through (the index
+ * ignores unknown engine keys); `clear` drops a server on AllBlocksCleared or a reset.
+ *
+ * Counts live in an open-addressing table of (hi, lo) halves: no allocation per block on the hot path.
+ */
+import type { KeyList } from '../keys.js';
+
+const EMPTY = 0;
+const LIVE = 1;
+const DELETED = 2;
+
+/** (hi, lo) → positive count, with linear probing and tombstones. */
+export class HashCounter {
+  private hi: Uint32Array;
+  private lo: Uint32Array;
+  private count: Uint32Array;
+  private state: Uint8Array;
+  private mask: number;
+  /** Live entries. */
+  size = 0;
+  /** Live entries plus tombstones: what the load factor counts. */
+  private used = 0;
+
+  constructor(capacity = 64) {
+    let n = 16;
+    while (n < capacity * 2) n *= 2;
+    this.hi = new Uint32Array(n);
+    this.lo = new Uint32Array(n);
+    this.count = new Uint32Array(n);
+    this.state = new Uint8Array(n);
+    this.mask = n - 1;
+  }
+
+  /** Adds one reference. */
+  increment(hi: number, lo: number): void {
+    let i = slotOf(hi, lo, this.mask);
+    let tomb = -1;
+    for (;;) {
+      const s = this.state[i];
+      if (s === EMPTY) break;
+      if (s === LIVE && this.lo[i] === lo && this.hi[i] === hi) {
+        this.count[i]!++;
+        return;
+      }
+      if (s === DELETED && tomb < 0) tomb = i;
+      i = (i + 1) & this.mask;
+    }
+    if (tomb >= 0) i = tomb;
+    else this.used++;
+    this.hi[i] = hi;
+    this.lo[i] = lo;
+    this.count[i] = 1;
+    this.state[i] = LIVE;
+    this.size++;
+    if (this.used * 4 > this.state.length * 3) this.rehash();
+  }
+
+  /**
+   * Drops one reference; returns the count left, or -1 when the hash was not counted (the caller
+   * forwards both 0 and -1: the last copy went, or the filter never saw it).
+   */
+  decrement(hi: number, lo: number): number {
+    let i = slotOf(hi, lo, this.mask);
+    for (;;) {
+      const s = this.state[i];
+      if (s === EMPTY) return -1;
+      if (s === LIVE && this.lo[i] === lo && this.hi[i] === hi) {
+        const left = this.count[i]! - 1;
+        if (left === 0) {
+          this.state[i] = DELETED;
+          this.size--;
+        } else this.count[i] = left;
+        return left;
+      }
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  get(hi: number, lo: number): number {
+    let i = slotOf(hi, lo, this.mask);
+    for (;;) {
+      const s = this.state[i];
+      if (s === EMPTY) return 0;
+      if (s === LIVE && this.lo[i] === lo && this.hi[i] === hi) return this.count[i]!;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  private rehash(): void {
+    const { hi, lo, count, state } = this;
+    // Grow only when live entries need it; otherwise the same size just sheds tombstones.
+    let n = state.length;
+    if (this.size * 2 > n / 2) n *= 2;
+    this.hi = new Uint32Array(n);
+    this.lo = new Uint32Array(n);
+    this.count = new Uint32Array(n);
+    this.state = new Uint8Array(n);
+    this.mask = n - 1;
+    this.used = this.size;
+    for (let j = 0; j < state.length; j++) {
+      if (state[j] !== LIVE) continue;
+      let i = slotOf(hi[j]!, lo[j]!, this.mask);
+      while (this.state[i] !== EMPTY) i = (i + 1) & this.mask;
+      this.hi[i] = hi[j]!;
+      this.lo[i] = lo[j]!;
+      this.count[i] = count[j]!;
+      this.state[i] = LIVE;
+    }
+  }
+}
+
+/** Block hashes are uniformly random already; mixing the halves is enough. */
+function slotOf(hi: number, lo: number, mask: number): number {
+  return (Math.imul(lo ^ hi, 0x9e3779b1) >>> 7) & mask;
+}
+
+/** The scope of a count: a tier and KV-cache group (the server's index identity, less the pod). */
+function scopeKey(tier: string, groupIdx: number | null): string {
+  return groupIdx === null ? tier : `${tier}\u0000${groupIdx}`;
+}
+
+export interface DedupCounters {
+  /** Removed hashes forwarded to the index. */
+  dedupForwarded: number;
+  /** Removed hashes held back because another copy is still announced. */
+  dedupSuppressed: number;
+}
+
+/** One server's filter (the router keeps one map of all; the pool here keeps one filter per server). */
+export class EventDedupFilter {
+  private readonly scopes = new Map<string, HashCounter>();
+  /** The last scope used: almost every event of a server has the same tier and group. */
+  private lastTier = '';
+  private lastGroup: number | null = null;
+  private last: HashCounter | null = null;
+
+  constructor(private readonly counters: DedupCounters = { dedupForwarded: 0, dedupSuppressed: 0 }) {}
+
+  private counter(tier: string, groupIdx: number | null, create: boolean): HashCounter | null {
+    if (this.last !== null && tier === this.lastTier && groupIdx === this.lastGroup) return this.last;
+    const key = scopeKey(tier, groupIdx);
+    let c = this.scopes.get(key);
+    if (c === undefined) {
+      if (!create) return null;
+      c = new HashCounter();
+      this.scopes.set(key, c);
+    }
+    this.lastTier = tier;
+    this.lastGroup = groupIdx;
+    this.last = c;
+    return c;
+  }
+
+  /** One reference per stored hash (duplicates in one event count twice, as on the wire). */
+  trackStore(tier: string, groupIdx: number | null, hashes: KeyList): void {
+    if (hashes.length === 0) return;
+    const c = this.counter(tier, groupIdx, true)!;
+    for (let i = 0; i < hashes.length; i += 2) c.increment(hashes[i]!, hashes[i + 1]!);
+  }
+
+  /**
+   * The removed hashes to evict from the index, in order: those whose count returns to zero and
+   * those never counted. Returns `hashes` itself when all pass (the common case: no copy made).
+   */
+  filterRemove(tier: string, groupIdx: number | null, hashes: KeyList): KeyList {
+    const c = this.counter(tier, groupIdx, false);
+    const n = hashes.length >>> 1;
+    if (c === null) {
+      this.counters.dedupForwarded += n;
+      return hashes;
+    }
+    let kept: Uint32Array | null = null;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const hi = hashes[2 * i]!;
+      const lo = hashes[2 * i + 1]!;
+      if (c.decrement(hi, lo) <= 0) {
+        if (kept !== null) {
+          kept[2 * k] = hi;
+          kept[2 * k + 1] = lo;
+        }
+        k++;
+      } else if (kept === null) {
+        // The first suppressed hash: from here on, the survivors are copied.
+        kept = new Uint32Array(hashes.length);
+        kept.set(hashes.subarray(0, 2 * k));
+      }
+    }
+    this.counters.dedupForwarded += k;
+    this.counters.dedupSuppressed += n - k;
+    return kept === null ? hashes : kept.subarray(0, 2 * k);
+  }
+
+  /** How many announcements of a hash are outstanding (tests, debugging). */
+  count(tier: string, groupIdx: number | null, hi: number, lo: number): number {
+    return this.counter(tier, groupIdx, false)?.get(hi, lo) ?? 0;
+  }
+
+  /** Forgets every count: AllBlocksCleared, or the server was reset. */
+  clear(): void {
+    this.scopes.clear();
+    this.last = null;
+  }
+}
