@@ -1,7 +1,8 @@
 /**
- * The KV-event decoder on malformed, truncated, oversized and hostile input: everything is rejected
- * with a `KvEventDecodeError` of the right reason, cheaply, and nothing else ever escapes (a seeded fuzz
- * loop over random and mutated bytes checks the last part).
+ * The KV-event decoder on malformed, truncated, oversized and hostile input: a bad event is skipped
+ * with its reason while the events around it are kept; a payload that is not a well-formed batch is
+ * rejected whole with a `KvEventDecodeError` of the right reason, cheaply; and nothing else ever
+ * escapes (a seeded fuzz loop over random and mutated bytes checks the last part).
  */
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../../src/core/rng.js';
@@ -10,6 +11,7 @@ import {
   KvEventDecodeError,
   decodeKvEventBatch,
   decodeKvEventMessage,
+  decodePackedBatch,
   parseTopic,
   type KvEventDecodeReason,
 } from '../../../src/kvcache/events/decode.js';
@@ -82,6 +84,10 @@ function reasonOf(f: () => unknown): KvEventDecodeReason | 'ok' {
 const batchReason = (events: unknown[], extra: Parameters<typeof decodeKvEventBatch>[1] = {}): string =>
   reasonOf(() => decodeKvEventBatch(mp([1.5, events, 0]), extra));
 
+/** The reasons of the events a batch skipped (it must decode). */
+const skippedReasons = (events: unknown[], extra: Parameters<typeof decodeKvEventBatch>[1] = {}): string[] =>
+  decodeKvEventBatch(mp([1.5, events, 0]), extra).skipped.map((s) => s.reason);
+
 const seq0 = Buffer.alloc(8);
 
 describe('decoding the frames', () => {
@@ -92,7 +98,7 @@ describe('decoding the frames', () => {
     expect(m).toEqual({
       topic: 'kv@p@m',
       seq: 0xffff_ffff_ffff_fffen,
-      batch: { ts: 1.5, events: [{ type: 'AllBlocksCleared' }], dataParallelRank: null },
+      batch: { ts: 1.5, events: [{ type: 'AllBlocksCleared' }], dataParallelRank: null, skipped: [] },
     });
   });
 
@@ -148,12 +154,13 @@ describe('tolerance', () => {
   it('accepts an absent rank, a float32 ts, trailing batch elements and a map batch with SGLang’s rank name', () => {
     expect(decodeKvEventBatch(mp([1, []])).dataParallelRank).toBeNull();
     const f32 = Buffer.from([0x93, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0x90, 0x01]);
-    expect(decodeKvEventBatch(f32)).toEqual({ ts: 1.5, events: [], dataParallelRank: 1 });
+    expect(decodeKvEventBatch(f32)).toEqual({ ts: 1.5, events: [], dataParallelRank: 1, skipped: [] });
     expect(decodeKvEventBatch(mp([1, [], 2, 'future', {}])).dataParallelRank).toBe(2);
     expect(decodeKvEventBatch(mp({ ts: 3, attn_dp_rank: 4, events: [], other: [1] }))).toEqual({
       ts: 3,
       events: [],
       dataParallelRank: 4,
+      skipped: [],
     });
   });
 
@@ -192,13 +199,23 @@ describe('tolerance', () => {
   });
 });
 
-describe('rejection', () => {
-  it('rejects the whole batch on an unknown tag, as llm-d does', () => {
-    expect(batchReason([['AllBlocksCleared'], ['BlockMigrated', [1]]])).toBe('unknown-tag');
-    expect(batchReason([{ type: 'Nope' }])).toBe('unknown-tag');
+describe('per-event tolerance', () => {
+  it('skips an event with an unknown tag and keeps the events around it (llm-d drops the batch)', () => {
+    const b = decodeKvEventBatch(
+      mp([1.5, [['AllBlocksCleared'], ['BlockMigrated', [1]], ['BlockRemoved', [7], 'GPU']], 0]),
+    );
+    expect(b.events).toEqual([
+      { type: 'AllBlocksCleared' },
+      { type: 'BlockRemoved', blockHashes: [7n], medium: 'GPU', groupIdx: null },
+    ]);
+    expect(b.skipped).toEqual([
+      { index: 1, reason: 'unknown-tag', message: 'unknown event tag "BlockMigrated"' },
+    ]);
+    expect(skippedReasons([{ type: 'Nope' }])).toEqual(['unknown-tag']);
+    expect(batchReason([['AllBlocksCleared'], ['BlockMigrated', [1]]])).toBe('ok');
   });
 
-  it('rejects wrong types in known fields', () => {
+  it('skips each event with a wrong type in a field it uses, keeping its neighbours', () => {
     const cases: unknown[][] = [
       [stored({ 1: 'not a list' })],
       [stored({ 1: [1.5] })],
@@ -223,11 +240,48 @@ describe('rejection', () => {
       ['BlockStored'],
       [null],
     ];
-    for (const events of cases)
+    const before = ['BlockRemoved', [1], 'GPU'];
+    const after = ['AllBlocksCleared'];
+    for (const events of cases) {
+      const what = JSON.stringify(events, (_k, v) => String(v));
+      const b = decodeKvEventBatch(mp([1.5, [before, ...events, after], 0]));
       expect(
-        batchReason(events),
-        JSON.stringify(events, (_k, v) => String(v)),
-      ).toBe('schema');
+        b.skipped.map((s) => [s.index, s.reason]),
+        what,
+      ).toEqual([[1, 'schema']]);
+      expect(
+        b.events.map((e) => e.type),
+        what,
+      ).toEqual(['BlockRemoved', 'AllBlocksCleared']);
+      // The packed form skips the same events.
+      expect(
+        decodePackedBatch(mp([1.5, events, 0])).skipped.map((s) => s.reason),
+        what,
+      ).toEqual(['schema']);
+    }
+    // Many bad events in a row are each counted, in order.
+    const many = decodeKvEventBatch(mp([1, [...cases.map((c) => c[0]), after], 0]));
+    expect(many.skipped.map((s) => s.index)).toEqual(cases.map((_c, i) => i));
+    expect(many.events).toEqual([{ type: 'AllBlocksCleared' }]);
+  });
+
+  it('skips an event whose string is not UTF-8, whatever field it is in', () => {
+    // [1, [["\xc3("]]]: the tag is not UTF-8, so not a known tag.
+    const badTag = decodeKvEventBatch(Buffer.from([0x92, 0x01, 0x91, 0x91, 0xa2, 0xc3, 0x28]));
+    expect(badTag.events).toEqual([]);
+    expect(badTag.skipped.map((s) => s.reason)).toEqual(['unknown-tag']);
+    const lora = Buffer.from(mp([1, [stored({ 7: 'LORA' }), ['AllBlocksCleared']], 0]));
+    const at = lora.indexOf('LORA');
+    lora[at] = 0xc3;
+    lora[at + 1] = 0x28;
+    const b = decodeKvEventBatch(lora);
+    expect(b.skipped.map((s) => s.reason)).toEqual(['msgpack']);
+    expect(b.events).toEqual([{ type: 'AllBlocksCleared' }]);
+  });
+});
+
+describe('rejection', () => {
+  it('rejects a batch that is not shaped as one', () => {
     expect(reasonOf(() => decodeKvEventBatch(mp(['ts', [], 0])))).toBe('schema');
     expect(reasonOf(() => decodeKvEventBatch(mp([1, {}, 0])))).toBe('schema');
     expect(reasonOf(() => decodeKvEventBatch(mp([1])))).toBe('schema');
@@ -272,11 +326,22 @@ describe('rejection', () => {
     expect(reasonOf(() => decodeKvEventBatch(nestedExtra, { maxDepth: 64 }))).toBe('ok');
   });
 
-  it('rejects the reserved byte 0xc1 and invalid UTF-8', () => {
+  it('rejects the reserved byte 0xc1, inside an event too: the events after it cannot be found', () => {
     expect(reasonOf(() => decodeKvEventBatch(Buffer.from([0x93, 0xc1, 0x90, 0xc0])))).toBe('msgpack');
-    expect(reasonOf(() => decodeKvEventBatch(Buffer.from([0x92, 0x01, 0x91, 0x91, 0xa2, 0xc3, 0x28])))).toBe(
-      'msgpack',
-    );
+    // [1, [["AllBlocksCleared"], [0xc1]]]
+    const inEvent = Buffer.concat([
+      Buffer.from([0x92, 0x01, 0x92]),
+      mp(['AllBlocksCleared']),
+      Buffer.from([0x91, 0xc1]),
+    ]);
+    expect(reasonOf(() => decodeKvEventBatch(inEvent))).toBe('msgpack');
+  });
+
+  it('rejects a batch-level shape error only after checking the structure: damage outranks shape', () => {
+    // A root array of one element (a shape error) whose element is truncated.
+    expect(reasonOf(() => decodeKvEventBatch(Buffer.from([0x91, 0x92, 0x01])))).toBe('msgpack');
+    expect(reasonOf(() => decodeKvEventBatch(Buffer.from([0x91, 0x01])))).toBe('schema');
+    expect(reasonOf(() => decodeKvEventBatch(Buffer.from([0xa1, 0x41, 0x00])))).toBe('msgpack');
   });
 
   it('never throws anything but a KvEventDecodeError on random or mutated bytes (seeded fuzz)', () => {
