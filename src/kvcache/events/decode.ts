@@ -22,6 +22,7 @@ import {
   MsgMap,
   MsgpackError,
   MsgpackReader,
+  FIXED_TAIL,
   checkContainer,
   skipMsgpack,
   type MsgValue,
@@ -385,6 +386,14 @@ class BatchParser {
   private generic: MsgpackReader | null = null;
   private events: PackedKvEvent[] = [];
   private skipped: SkippedKvEvent[] | null = null;
+  /**
+   * The current event's hashes and tokens when the walk could read them on its way (the common case:
+   * a well-typed field is read once instead of stepped over, then read), and where they were.
+   */
+  private preHashes: Uint32Array | null = null;
+  private preHashesAt = -1;
+  private preTokens: Uint32Array | null = null;
+  private preTokensAt = -1;
 
   constructor(
     private readonly bytes: Uint8Array,
@@ -540,6 +549,8 @@ class BatchParser {
     const limits = this.limits;
     const slots = this.slots;
     slots.fill(NO_SLOT);
+    this.preHashes = null;
+    this.preTokens = null;
     const start = this.pos;
     let tagAt = -1;
     let isMap = false;
@@ -547,11 +558,14 @@ class BatchParser {
     if (head.kind === 'array') {
       if (head.n > 0) {
         tagAt = this.pos;
-        this.pos = skipMsgpack(bytes, this.pos, FIELD_DEPTH, limits);
+        this.pos = this.skipField();
         const layout = layoutOf(this.dialect, tagOf(bytes, tagAt));
         for (let k = 1; k < head.n; k++) {
-          if (k <= layout.length) slots[layout[k - 1] as Slot] = this.pos;
-          this.pos = skipMsgpack(bytes, this.pos, FIELD_DEPTH, limits);
+          if (k <= layout.length) {
+            const slot = layout[k - 1] as Slot;
+            slots[slot] = this.pos;
+            this.pos = this.fieldEnd(slot);
+          } else this.pos = this.skipField();
         }
       }
     } else if (head.kind === 'map') {
@@ -560,7 +574,11 @@ class BatchParser {
         const slot = slotOfKey(bytes, this.pos);
         this.pos = skipMsgpack(bytes, this.pos, FIELD_DEPTH, limits);
         if (slot === TYPE_KEY) tagAt = this.pos;
-        else if (slot !== NO_SLOT) slots[slot] = this.pos;
+        else if (slot !== NO_SLOT) {
+          slots[slot] = this.pos;
+          this.pos = this.fieldEnd(slot);
+          continue;
+        }
         this.pos = skipMsgpack(bytes, this.pos, FIELD_DEPTH, limits);
       }
     } else {
@@ -575,6 +593,108 @@ class BatchParser {
       (this.skipped ??= []).push({ index, reason: e.reason, message: e.message });
     }
     this.pos = end;
+  }
+
+  /**
+   * Where the field at `pos` ends. Block hashes and token ids are read on the way when they are well
+   * typed (what `hashesAt`/`tokensAt` would return), so the longest fields are not walked twice; a
+   * field that does not read that simply is stepped over, and read (or refused) later as any other.
+   * A broken structure throws here exactly as the walk would.
+   */
+  private fieldEnd(slot: Slot): number {
+    const at = this.pos;
+    if (slot === Slot.TokenIds) {
+      const t = this.tokensFast();
+      if (t !== null) {
+        this.preTokens = t;
+        this.preTokensAt = at;
+        return this.pos;
+      }
+    } else if (slot === Slot.BlockHashes) {
+      const h = this.hashesFast();
+      if (h !== null) {
+        this.preHashes = h;
+        this.preHashesAt = at;
+        return this.pos;
+      }
+    }
+    this.pos = at;
+    return this.skipField();
+  }
+
+  /** The end of the field at `pos`: scalars (most fields of an event) inline, the rest walked. */
+  private skipField(): number {
+    const p = this.pos;
+    const f = FIXED_TAIL[this.bytes[p] as number] as number;
+    if (f >= 0 && p + 1 + f <= this.bytes.length) return p + 1 + f;
+    return skipMsgpack(this.bytes, p, FIELD_DEPTH, this.limits);
+  }
+
+  /** An array head at `pos` within the bytes, checked as the walk checks it; -1 when not an array. */
+  private arrayHeadChecked(): number {
+    const bytes = this.bytes;
+    const b = bytes[this.pos] as number;
+    let n: number;
+    let size: number;
+    if (b >= 0x90 && b <= 0x9f) {
+      n = b & 0x0f;
+      size = 1;
+    } else if (b === 0xdc || b === 0xdd) {
+      size = b === 0xdc ? 3 : 5;
+      if (this.pos + size > bytes.length) return -1;
+      n = b === 0xdc ? this.view.getUint16(this.pos + 1) : this.view.getUint32(this.pos + 1);
+    } else return -1;
+    checkContainer(n, 1, bytes.length - this.pos - size, FIELD_DEPTH, this.limits);
+    this.pos += size;
+    return n;
+  }
+
+  /** Token ids that are all unsigned ints of up to 32 bits; null (pos anywhere) for anything else. */
+  private tokensFast(): Uint32Array | null {
+    const n = this.arrayHeadChecked();
+    if (n < 0) return null;
+    const bytes = this.bytes;
+    const out = new Uint32Array(n);
+    let p = this.pos;
+    for (let i = 0; i < n; i++) {
+      // The common heads inline, byte by byte (cheaper than DataView calls for two or four bytes).
+      const b = bytes[p] as number;
+      if (b <= 0x7f) {
+        out[i] = b;
+        p += 1;
+      } else if (b === 0xcd) {
+        out[i] = ((bytes[p + 1] as number) << 8) | (bytes[p + 2] as number);
+        p += 3;
+      } else if (b === 0xce) {
+        out[i] =
+          ((bytes[p + 1] as number) << 24) |
+          ((bytes[p + 2] as number) << 16) |
+          ((bytes[p + 3] as number) << 8) |
+          (bytes[p + 4] as number);
+        p += 5;
+      } else if (b === 0xcc) {
+        out[i] = bytes[p + 1] as number;
+        p += 2;
+      } else return null;
+    }
+    // Reads past the end give undefined (no value above), or move p past it (refused here).
+    if (!(p <= bytes.length)) return null;
+    this.pos = p;
+    return out;
+  }
+
+  /** Block hashes that all read as hashes; null (pos anywhere) for anything else. */
+  private hashesFast(): Uint32Array | null {
+    const n = this.arrayHeadChecked();
+    if (n < 0) return null;
+    const out = new Uint32Array(2 * n);
+    try {
+      for (let i = 0; i < n; i++) this.hashInto(out, 2 * i);
+    } catch {
+      return null;
+    }
+    if (!(this.pos <= this.bytes.length)) return null;
+    return out;
   }
 
   private build(tagAt: number, isMap: boolean): PackedKvEvent {
@@ -669,6 +789,7 @@ class BatchParser {
   }
 
   private hashesAt(slot: Slot): KeyList {
+    if (this.preHashes !== null && this.preHashesAt === this.slots[slot]) return this.preHashes;
     const n = this.at(slot) ? this.arrayLength() : -1;
     if (n < 0) throw schema('`block_hashes` is not an array');
     const out = new Uint32Array(2 * n);
@@ -763,39 +884,13 @@ class BatchParser {
   }
 
   private tokensAt(flattenTuples: boolean): Uint32Array {
+    if (this.preTokens !== null && this.preTokensAt === this.slots[Slot.TokenIds]) return this.preTokens;
     const n = this.at(Slot.TokenIds) ? this.arrayLength() : -1;
     if (n < 0) throw schema('`token_ids` is not an array');
     if (flattenTuples) return this.tokenTuples(n);
+    // Only when the walk could not read them as plain ints: each read with its checks.
     const out = new Uint32Array(n);
-    const bytes = this.bytes;
-    let p = this.pos;
-    for (let i = 0; i < n; i++) {
-      // Token ids are below 2^32 and take the smallest width: the common heads inline, byte by byte
-      // (cheaper than DataView calls for two or four bytes).
-      const b = bytes[p] as number;
-      if (b <= 0x7f) {
-        out[i] = b;
-        p += 1;
-      } else if (b === 0xcd) {
-        out[i] = ((bytes[p + 1] as number) << 8) | (bytes[p + 2] as number);
-        p += 3;
-      } else if (b === 0xce) {
-        out[i] =
-          ((bytes[p + 1] as number) << 24) |
-          ((bytes[p + 2] as number) << 16) |
-          ((bytes[p + 3] as number) << 8) |
-          (bytes[p + 4] as number);
-        p += 5;
-      } else if (b === 0xcc) {
-        out[i] = bytes[p + 1] as number;
-        p += 2;
-      } else {
-        this.pos = p;
-        out[i] = this.token();
-        p = this.pos;
-      }
-    }
-    this.pos = p;
+    for (let i = 0; i < n; i++) out[i] = this.token();
     return out;
   }
 

@@ -260,7 +260,7 @@ export function readMsgpack(bytes: Uint8Array, limits: ReaderLimits): MsgValue {
 }
 
 /** Bytes after the head byte for fixed-size types; -1 for variable ones, -2 for the invalid 0xc1. */
-const FIXED_TAIL = new Int8Array(256).fill(-1);
+export const FIXED_TAIL = new Int8Array(256).fill(-1);
 for (let b = 0; b < 256; b++) {
   if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) FIXED_TAIL[b] = 0;
 }
