@@ -11,16 +11,15 @@
  */
 import type { KeyList } from '../keys.js';
 
+/** A slot's count when it never held a hash, and when its hash went (a tombstone). */
 const EMPTY = 0;
-const LIVE = 1;
-const DELETED = 2;
+const DELETED = 0xffffffff;
+/** Slots are [hi, lo, count] triples in one array: a probe touches one cache line. */
+const STRIDE = 3;
 
-/** (hi, lo) → positive count, with linear probing and tombstones. */
+/** (hi, lo) → positive count, with linear probing and tombstones, kept at most half full. */
 export class HashCounter {
-  private hi: Uint32Array;
-  private lo: Uint32Array;
-  private count: Uint32Array;
-  private state: Uint8Array;
+  private slots: Uint32Array;
   private mask: number;
   /** Live entries. */
   size = 0;
@@ -30,35 +29,36 @@ export class HashCounter {
   constructor(capacity = 64) {
     let n = 16;
     while (n < capacity * 2) n *= 2;
-    this.hi = new Uint32Array(n);
-    this.lo = new Uint32Array(n);
-    this.count = new Uint32Array(n);
-    this.state = new Uint8Array(n);
+    this.slots = new Uint32Array(n * STRIDE);
     this.mask = n - 1;
   }
 
   /** Adds one reference. */
   increment(hi: number, lo: number): void {
-    let i = slotOf(hi, lo, this.mask);
+    const t = this.slots;
+    const mask = this.mask;
+    let i = slotOf(hi, lo, mask);
     let tomb = -1;
     for (;;) {
-      const s = this.state[i];
-      if (s === EMPTY) break;
-      if (s === LIVE && this.lo[i] === lo && this.hi[i] === hi) {
-        this.count[i]!++;
+      const at = i * STRIDE;
+      const c = t[at + 2]!;
+      if (c === EMPTY) break;
+      if (c === DELETED) {
+        if (tomb < 0) tomb = at;
+      } else if (t[at + 1] === lo && t[at] === hi) {
+        t[at + 2] = c + 1;
         return;
       }
-      if (s === DELETED && tomb < 0) tomb = i;
-      i = (i + 1) & this.mask;
+      i = (i + 1) & mask;
     }
-    if (tomb >= 0) i = tomb;
+    let at = i * STRIDE;
+    if (tomb >= 0) at = tomb;
     else this.used++;
-    this.hi[i] = hi;
-    this.lo[i] = lo;
-    this.count[i] = 1;
-    this.state[i] = LIVE;
+    t[at] = hi;
+    t[at + 1] = lo;
+    t[at + 2] = 1;
     this.size++;
-    if (this.used * 4 > this.state.length * 3) this.rehash();
+    if (this.used * 2 > mask + 1) this.rehash();
   }
 
   /**
@@ -66,52 +66,56 @@ export class HashCounter {
    * forwards both 0 and -1: the last copy went, or the filter never saw it).
    */
   decrement(hi: number, lo: number): number {
-    let i = slotOf(hi, lo, this.mask);
+    const t = this.slots;
+    const mask = this.mask;
+    let i = slotOf(hi, lo, mask);
     for (;;) {
-      const s = this.state[i];
-      if (s === EMPTY) return -1;
-      if (s === LIVE && this.lo[i] === lo && this.hi[i] === hi) {
-        const left = this.count[i]! - 1;
+      const at = i * STRIDE;
+      const c = t[at + 2]!;
+      if (c === EMPTY) return -1;
+      if (c !== DELETED && t[at + 1] === lo && t[at] === hi) {
+        const left = c - 1;
         if (left === 0) {
-          this.state[i] = DELETED;
+          t[at + 2] = DELETED;
           this.size--;
-        } else this.count[i] = left;
+        } else t[at + 2] = left;
         return left;
       }
-      i = (i + 1) & this.mask;
+      i = (i + 1) & mask;
     }
   }
 
   get(hi: number, lo: number): number {
+    const t = this.slots;
     let i = slotOf(hi, lo, this.mask);
     for (;;) {
-      const s = this.state[i];
-      if (s === EMPTY) return 0;
-      if (s === LIVE && this.lo[i] === lo && this.hi[i] === hi) return this.count[i]!;
+      const at = i * STRIDE;
+      const c = t[at + 2]!;
+      if (c === EMPTY) return 0;
+      if (c !== DELETED && t[at + 1] === lo && t[at] === hi) return c;
       i = (i + 1) & this.mask;
     }
   }
 
   private rehash(): void {
-    const { hi, lo, count, state } = this;
-    // Grow only when live entries need it; otherwise the same size just sheds tombstones.
-    let n = state.length;
-    if (this.size * 2 > n / 2) n *= 2;
-    this.hi = new Uint32Array(n);
-    this.lo = new Uint32Array(n);
-    this.count = new Uint32Array(n);
-    this.state = new Uint8Array(n);
-    this.mask = n - 1;
-    this.used = this.size;
-    for (let j = 0; j < state.length; j++) {
-      if (state[j] !== LIVE) continue;
-      let i = slotOf(hi[j]!, lo[j]!, this.mask);
-      while (this.state[i] !== EMPTY) i = (i + 1) & this.mask;
-      this.hi[i] = hi[j]!;
-      this.lo[i] = lo[j]!;
-      this.count[i] = count[j]!;
-      this.state[i] = LIVE;
+    const old = this.slots;
+    // Grow only when live entries need it (over a quarter); otherwise the same size sheds tombstones.
+    let n = this.mask + 1;
+    if (this.size * 4 > n) n *= 2;
+    const t = new Uint32Array(n * STRIDE);
+    const mask = n - 1;
+    for (let at = 0; at < old.length; at += STRIDE) {
+      const c = old[at + 2]!;
+      if (c === EMPTY || c === DELETED) continue;
+      let i = slotOf(old[at]!, old[at + 1]!, mask);
+      while (t[i * STRIDE + 2] !== EMPTY) i = (i + 1) & mask;
+      t[i * STRIDE] = old[at]!;
+      t[i * STRIDE + 1] = old[at + 1]!;
+      t[i * STRIDE + 2] = c;
     }
+    this.slots = t;
+    this.mask = mask;
+    this.used = this.size;
   }
 }
 
