@@ -14,6 +14,7 @@ import {
 } from './engine/options.js';
 import { startServe } from './engine/serve.js';
 import { startEpp } from './epp/epp.js';
+import { parseKvEndpoint, startKvIndexer } from './kvcache/kv-indexer.js';
 import { parseSidecarArgs, sidecarHelp } from './sidecar/flags.js';
 import { startSidecar } from './sidecar/sidecar.js';
 import { parseDuration } from './core/duration.js';
@@ -325,13 +326,107 @@ function sidecarCommand(): Command {
   return cmd;
 }
 
+interface KvIndexerFlags {
+  host: string;
+  port: number;
+  zmqPort: number;
+  zmqEndpoint?: string;
+  zmq: boolean;
+  topicFilter: string;
+  endpoint: string[];
+  replayPort: number;
+  engineType: 'vllm' | 'sglang';
+  cacheSize: number;
+  podCacheSize: number;
+  redis?: string;
+  blockSize: number;
+  hashSeed: string;
+  hashAlgorithm: 'cbor-fnv' | 'xxh64';
+  model: string;
+  tokenizer?: string;
+  speculativeTtl: number;
+  logLevel: LogLevel;
+}
+
+function kvIndexerCommand(): Command {
+  return new Command('kv-indexer')
+    .description("Start the KV-cache indexer: index model servers' KV events and score prompts over HTTP")
+    .option('--host <host>', 'address the HTTP API listens on', '0.0.0.0')
+    .option('--port <port>', 'HTTP API port (0 picks a free one)', port, 8080)
+    .option('--zmq-port <port>', "bind tcp://*:<port> for the servers' KV-event publishers", port, 5557)
+    .option('--zmq-endpoint <endpoint>', 'the ZMQ endpoint to bind instead (e.g. tcp://127.0.0.1:5557)')
+    .option('--no-zmq', 'bind no ZMQ endpoint (dial the --endpoint publishers only)')
+    .option('--topic-filter <prefix>', 'ZMQ topic prefix to subscribe to', 'kv@')
+    .option(
+      '--endpoint <spec>',
+      "a server's publisher to dial: <address:port>=tcp://host:port[,replay=tcp://host:port]; repeatable",
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
+    .option('--replay-port <port>', "central topology: each server's replay ROUTER port (0: none)", port, 0)
+    .addOption(
+      new Option('--engine-type <type>', 'the event dialect').choices(['vllm', 'sglang']).default('vllm'),
+    )
+    .option('--cache-size <n>', 'index capacity in block keys (in-memory index)', int, 100_000_000)
+    .option('--pod-cache-size <n>', 'servers kept per block key (in-memory index)', int, 10)
+    .option('--redis <address>', 'keep the index in Redis (redis://host:port/db, host:port, unix://…)')
+    .option('--block-size <n>', 'tokens per indexed block (llm-d blockSizeTokens)', int, 16)
+    .option('--hash-seed <seed>', "the servers' PYTHONHASHSEED (llm-d hashSeed)", '')
+    .addOption(
+      new Option('--hash-algorithm <algo>', 'request-key hash')
+        .choices(['cbor-fnv', 'xxh64'])
+        .default('cbor-fnv'),
+    )
+    .option('--model <name>', 'model of requests and of events whose topic names none', 'Qwen/Qwen3-8B')
+    .option('--tokenizer <path>', 'tokenizer directory or tokenizer.json (default: embedded Qwen3)')
+    .option(
+      '--speculative-ttl <duration>',
+      'lifetime of speculative entries (0 turns them off)',
+      durationMs,
+      2000,
+    )
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
+    .action(async (flags: KvIndexerFlags) => {
+      const logger = createLogger(flags.logLevel, 'kv-indexer');
+      const running = await startKvIndexer(
+        {
+          host: flags.host,
+          port: flags.port,
+          zmqEndpoint: flags.zmq ? (flags.zmqEndpoint ?? `tcp://*:${flags.zmqPort}`) : null,
+          topicFilter: flags.topicFilter,
+          endpoints: flags.endpoint.map(parseKvEndpoint),
+          replayPort: flags.replayPort,
+          engineType: flags.engineType,
+          cacheSize: flags.cacheSize,
+          podCacheSize: flags.podCacheSize,
+          redis: flags.redis,
+          blockSize: flags.blockSize,
+          hashSeed: flags.hashSeed,
+          hashAlgorithm: flags.hashAlgorithm,
+          model: flags.model,
+          tokenizer: flags.tokenizer,
+          speculativeTtlMs: flags.speculativeTtl,
+          logLevel: flags.logLevel,
+        },
+        { logger },
+      );
+      const stop = (signal: string): void => {
+        logger.info({ signal }, 'shutting down');
+        void running.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+}
+
 export function buildProgram(): Command {
   return new Command('llmd')
     .description('llm-d in TypeScript: endpoint picker, P/D sidecar, model server, KV-cache indexer')
     .version(packageVersion())
     .addCommand(serveCommand())
     .addCommand(eppCommand())
-    .addCommand(sidecarCommand());
+    .addCommand(sidecarCommand())
+    .addCommand(kvIndexerCommand());
 }
 
 // vLLM spells the short form `-tp`; commander's short flags are one letter.

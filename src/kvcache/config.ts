@@ -15,7 +15,7 @@ import { DEFAULT_MAX_KEYS, DEFAULT_POD_CACHE_SIZE } from './index/memory.js';
 import type { TokenProcessorConfig } from './keys.js';
 
 /** A Go duration string (`2s`, `500ms`) or a number: Go's JSON encoding of a Duration is nanoseconds. */
-const goDuration = (field: string, nanosecondsWhenNumber: boolean) =>
+export const goDuration = (field: string, nanosecondsWhenNumber: boolean) =>
   z.union([z.string(), z.number()]).transform((v, ctx) => {
     const ms = typeof v === 'number' ? (nanosecondsWhenNumber ? v / 1e6 : v) : parseDurationMs(v);
     if (ms === null || !(ms >= 0)) {
