@@ -12,6 +12,7 @@ import { createLogger, LOG_LEVELS, type Logger } from '../core/log.js';
 import { Rng } from '../core/rng.js';
 import { packageVersion } from '../core/version.js';
 import { loadEppConfig, type EppConfig } from './config/loader.js';
+import { PrecisePrefixCacheProducer } from './plugins/producer/precise-prefix-cache.js';
 import { Datastore, type DatastoreEndpoint } from './datastore/datastore.js';
 import { FileDiscovery } from './datastore/discovery/file.js';
 import { StaticDiscovery, parseEndpointFlags } from './datastore/discovery/flags.js';
@@ -118,6 +119,18 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
         metrics.extractError(source.typedName.type, extractor.typedName.type),
     },
   });
+  // Plugins that open sockets or connect to services do so now; a failure stops the start cleanly.
+  try {
+    for (const p of config.plugins.values()) await p.open?.();
+  } catch (err) {
+    await config.close();
+    throw err;
+  }
+  const precise = [...config.plugins.values()].filter(
+    (p): p is PrecisePrefixCacheProducer => p instanceof PrecisePrefixCacheProducer,
+  );
+  // One set of kvcache_* series: they describe the first precise producer's index.
+  precise[0]?.registerMetrics(metrics.registry);
   metrics.trackPrefixIndexers(
     [...config.plugins.values()].filter(
       (p): p is ApproxPrefixCacheProducer => p instanceof ApproxPrefixCacheProducer,

@@ -20,6 +20,11 @@ export interface Plugin {
    * by name can be resolved and checked; throw a `ConfigError` naming the plugin and field.
    */
   init?(): void;
+  /**
+   * Called once before traffic, for plugins that open sockets or connect to services; a rejection
+   * fails the start with its message.
+   */
+  open?(): Promise<void>;
   /** Called on shutdown: stop timers, close sockets. */
   close?(): void | Promise<void>;
 }

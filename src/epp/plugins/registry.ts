@@ -17,6 +17,7 @@ import * as randomPicker from './picker/random.js';
 import * as weightedRandom from './picker/weighted-random.js';
 import * as approxPrefixCache from './producer/approx-prefix-cache.js';
 import * as inflightLoad from './producer/inflight-load.js';
+import * as precisePrefixCache from './producer/precise-prefix-cache.js';
 import * as tokenProducer from './producer/token.js';
 import * as alwaysDisagg from './profile/decider/always-disagg.js';
 import * as prefixBased from './profile/decider/prefix-based.js';
@@ -31,6 +32,7 @@ import * as loadAware from './scorer/load-aware.js';
 import * as loraAffinity from './scorer/lora-affinity.js';
 import * as noHitLru from './scorer/no-hit-lru.js';
 import * as prefixCache from './scorer/prefix-cache.js';
+import * as precisePrefixCacheScorer from './scorer/precise-prefix-cache.js';
 import * as queue from './scorer/queue.js';
 import * as runningRequestsSize from './scorer/running-requests-size.js';
 import * as sessionAffinity from './scorer/session-affinity.js';
@@ -59,6 +61,7 @@ const IN_TREE = [
   activeRequest,
   tokenLoad,
   prefixCache,
+  precisePrefixCacheScorer,
   noHitLru,
   sessionAffinity,
   loraAffinity,
@@ -68,6 +71,7 @@ const IN_TREE = [
   weightedRandom,
   // data producers
   approxPrefixCache,
+  precisePrefixCache,
   inflightLoad,
   tokenProducer,
   // data layer

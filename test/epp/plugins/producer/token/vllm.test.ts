@@ -190,3 +190,60 @@ describe('token-producer with the vllm backend: failures and the wire', () => {
     await p.close();
   });
 });
+
+describe('token-producer: the local backend computes exactly the model server’s ids', () => {
+  const cases: [RequestKind, Record<string, unknown>][] = [
+    ['completions', { prompt: 'Plain text with punctuation, numbers 12345 and émojis 🚀.' }],
+    ['completions', { prompt: ['first prompt', 'second, longer prompt with more words'] }],
+    ['completions', { prompt: 'no special tokens', add_special_tokens: false }],
+    ['chat-completions', { messages: [{ role: 'user', content: 'Hello there' }] }],
+    [
+      'chat-completions',
+      {
+        messages: [
+          { role: 'system', content: 'You are terse.' },
+          { role: 'user', content: 'What is a KV cache?' },
+          { role: 'assistant', content: 'Keys and values of past tokens.' },
+          { role: 'user', content: [{ type: 'text', text: 'And prefix caching?' }] },
+        ],
+      },
+    ],
+    [
+      'chat-completions',
+      {
+        messages: [{ role: 'user', content: 'Weather in Paris?' }],
+        tools: [
+          {
+            type: 'function',
+            function: { name: 'weather', description: 'Get weather', parameters: { type: 'object' } },
+          },
+        ],
+      },
+    ],
+    [
+      'chat-completions',
+      {
+        messages: [{ role: 'user', content: 'Think first.' }],
+        chat_template_kwargs: { enable_thinking: false },
+      },
+    ],
+  ];
+  let local: TokenProducer;
+  let vllm: TokenProducer;
+  beforeAll(() => {
+    local = create<TokenProducer>(definition, { backend: 'local' });
+    local.init();
+    vllm = create<TokenProducer>(definition, { backend: 'vllm', url: serve.url });
+  });
+  afterAll(async () => {
+    await vllm.close();
+  });
+
+  it.each(cases.map((c, i) => [i, ...c] as const))('case %i (%s)', async (_i, kind, json) => {
+    const fromServer = await produce(vllm, req(kind, json));
+    const fromLocal = await produce(local, req(kind, json));
+    expect(fromServer.backend).toBe('vllm');
+    expect(fromLocal.backend).toBe('local');
+    expect(ids(fromLocal)).toEqual(ids(fromServer));
+  });
+});
