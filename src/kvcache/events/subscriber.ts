@@ -177,9 +177,6 @@ export interface EventEndpoint {
   readonly replayEndpoint?: string | null;
 }
 
-/** What `ensure` did. */
-export type EnsureOutcome = 'created' | 'replaced' | 'unchanged';
-
 /** The per-endpoint topology: one dialling subscriber per server id. */
 export class SubscriberSet {
   private readonly subs = new Map<string, { spec: EventEndpoint; sub: ZmqSubscriber }>();
@@ -205,10 +202,10 @@ export class SubscriberSet {
 
   /**
    * Subscribes to a server: nothing when it already is at these endpoints; a new socket (the old one
-   * closed) when they changed. The caller resets the server's state on `replaced`.
+   * closed) when they changed.
    */
-  async ensure(spec: EventEndpoint): Promise<EnsureOutcome> {
-    if (this.closed) return 'unchanged';
+  async ensure(spec: EventEndpoint): Promise<void> {
+    if (this.closed) return;
     const norm: EventEndpoint = {
       id: spec.id,
       endpoint: spec.endpoint,
@@ -220,13 +217,12 @@ export class SubscriberSet {
       had.spec.endpoint === norm.endpoint &&
       had.spec.replayEndpoint === norm.replayEndpoint
     ) {
-      return 'unchanged';
+      return;
     }
     const sub = new ZmqSubscriber(norm.endpoint, 'connect', norm.id, this.sink, this.counters, this.opts);
     this.subs.set(spec.id, { spec: norm, sub });
     if (had !== undefined) await had.sub.close();
     await sub.start();
-    return had === undefined ? 'created' : 'replaced';
   }
 
   /** Closes a server's socket; false when there was none. */
