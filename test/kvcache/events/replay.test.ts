@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Router } from 'zeromq';
 import { ReplayClient, type ReplayLimits } from '../../../src/kvcache/events/replay.js';
 import { IngestCounters } from '../../../src/kvcache/events/stats.js';
+import { waitFor } from '../../helpers/wait.js';
 
 const END = Buffer.alloc(8, 0xff);
 const EMPTY = Buffer.alloc(0);
@@ -175,7 +176,8 @@ describe('ReplayClient', () => {
     const s = await server(() => []);
     const c = client({ idleMs: 10_000 });
     const running = c.replay(s.endpoint, 0, () => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // The request is out: the client now waits on a silent peer.
+    await waitFor(() => s.requests.length === 1, 5_000, 'the replay request');
     const t0 = Date.now();
     c.close();
     expect(await running).toMatchObject({ ok: false, reason: 'closed' });
