@@ -157,9 +157,11 @@ describe('P/D through llmd sidecar between two llmd serve processes', () => {
     );
     const xfer = (await metric(decode, 'vllm:nixl_xfer_time_seconds_sum')) - xfer0;
     expect(xfer).toBeGreaterThan(0);
-    // The decoder's first token waits for the pull and one decode step, not for a prefill.
+    // The decoder's first token waits for the pull and one decode step, not for a prefill. The pull
+    // is wall-clock time (slower on a loaded machine), so the prefill it replaced is compared with
+    // what the first token cost beyond it.
     expect(remote).toBeGreaterThanOrEqual(xfer);
-    expect(remote).toBeLessThan(local * 0.75);
+    expect(remote - xfer).toBeLessThan(local * 0.5);
   });
 
   it('pulls only the blocks the decoder does not hold yet when a prompt comes back', async () => {
