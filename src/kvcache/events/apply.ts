@@ -45,6 +45,11 @@ export class ServerIndexState {
   private lastTier = '';
   private lastGroup: number | null = null;
   private lastEntries: readonly PodEntry[] | null = null;
+  /**
+   * A write to the index failed (Redis unreachable): what the index holds of the server may miss
+   * stores or keep removed blocks until the server is replayed or rebuilt.
+   */
+  lost = false;
 
   constructor(
     readonly pod: string,
@@ -94,6 +99,11 @@ export class EventApplier {
     this.strictHma = opts.strictHma === true;
   }
 
+  /** Whether the index answers now (a Redis index knows; the memory index always does). */
+  indexAvailable(): boolean {
+    return (this.index as { available?: boolean }).available !== false;
+  }
+
   /** A new server's state (the caller keeps it for the server's lifetime). */
   server(pod: string): ServerIndexState {
     return new ServerIndexState(pod, this.counters);
@@ -110,6 +120,7 @@ export class EventApplier {
         step = this.applyEvent(s, model, events[i]!);
       } catch {
         this.counters.applyErrors++;
+        s.lost = true;
         continue;
       }
       if (step !== undefined) {
@@ -117,6 +128,7 @@ export class EventApplier {
           () => this.applyBatch(s, model, events, i + 1),
           () => {
             this.counters.applyErrors++;
+            s.lost = true;
             return this.applyBatch(s, model, events, i + 1);
           },
         );
@@ -134,9 +146,15 @@ export class EventApplier {
     if (forgetGroups) s.groups.clear();
     try {
       const r = this.index.clear(s.pod);
-      if (r instanceof Promise) return r.catch(() => void this.counters.applyErrors++);
+      if (r instanceof Promise) {
+        return r.catch(() => {
+          this.counters.applyErrors++;
+          s.lost = true;
+        });
+      }
     } catch {
       this.counters.applyErrors++;
+      s.lost = true;
     }
     return undefined;
   }

@@ -353,6 +353,20 @@ export class KvEventPool {
       this.hold(s, m);
       return;
     }
+    if (s.state.lost && this.applier.indexAvailable()) {
+      // Writes were lost while the index was unreachable (and a restarted Redis may have lost all):
+      // the server starts over in the index, from the oldest batch its replay buffer still has.
+      s.state.lost = false;
+      if (this.canReplay(s)) {
+        this.counters.resets++;
+        s.lastApplied = -1;
+        this.enqueue(s, RESET);
+        this.startReplay(s, 0);
+        this.hold(s, m);
+        return;
+      }
+      this.rebuild(s);
+    }
     if (s.queue.size >= this.maxQueued) {
       // Not applied: lastApplied stays, so the next message shows the hole.
       this.counters.messagesDropped++;

@@ -106,6 +106,41 @@ class GatedIndex implements KvBlockIndex {
   }
 }
 
+/** A memory index that fails every call while `down`, as a Redis index does when Redis is away. */
+class FlakyIndex implements KvBlockIndex {
+  readonly backend = 'redis' as const;
+  readonly inner = new MemoryIndex();
+  down = false;
+
+  get available(): boolean {
+    return !this.down;
+  }
+
+  private run<T>(f: () => T): Promise<T> {
+    return this.down ? Promise.reject(new Error('redis is down')) : Promise.resolve(f());
+  }
+
+  close(): void {}
+  lookup(keys: KeyList): PodEntry[][] {
+    return this.inner.lookup(keys);
+  }
+  score(keys: KeyList): Map<string, { score: number; blocks: number }> {
+    return this.inner.score(keys, {});
+  }
+  add(e: KeyList | null, r: KeyList, entries: readonly PodEntry[]): Promise<void> {
+    return this.run(() => this.inner.add(e, r, entries));
+  }
+  evict(t: KeyType, keys: KeyList, entries: readonly PodEntry[]): Promise<void> {
+    return this.run(() => this.inner.evict(t, keys, entries));
+  }
+  getRequestKey(hi: number, lo: number): Promise<readonly [number, number] | null> {
+    return this.run(() => this.inner.getRequestKey(hi, lo));
+  }
+  clear(pod: string): Promise<void> {
+    return this.run(() => this.inner.clear(pod));
+  }
+}
+
 /** A replay client the test answers by hand. */
 class FakeReplay implements ReplaySource {
   readonly limits = { cooldownMs: 1_000 };
@@ -242,6 +277,44 @@ describe('KvEventPool: sequence tracking', () => {
 });
 
 describe('KvEventPool: replay', () => {
+  it('after writes failed while the index was away, replays the server from 0 once it answers again', async () => {
+    const replay = new FakeReplay();
+    const flaky = new FlakyIndex();
+    const { pool, counters, push } = setup({ replay, index: flaky, replayEndpointFor: () => 'tcp://r:1' });
+    push(A, 0);
+    await pool.idle();
+    flaky.down = true;
+    push(A, 1);
+    push(A, 2);
+    await pool.idle();
+    expect(counters.applyErrors).toBe(2);
+    // Back, and empty, as a restarted Redis: the next batch sends the server back to the start.
+    flaky.down = false;
+    flaky.inner.clear(A);
+    push(A, 3);
+    expect(replay.calls.map((c) => c.from)).toEqual([0]);
+    for (const n of [0, 1, 2, 3]) await replay.calls[0]!.onMessage(n, payload(A, n), null);
+    replay.calls[0]!.resolve({ ok: true, delivered: 4 });
+    await pool.idle();
+    expectIndex(flaky.inner, holding({ [A]: [0, 1, 2, 3] }));
+  });
+
+  it('after writes failed, without a replay endpoint, clears the server and rebuilds it from live batches', async () => {
+    const flaky = new FlakyIndex();
+    const { pool, counters, push } = setup({ index: flaky });
+    push(A, 0);
+    await pool.idle();
+    flaky.down = true;
+    push(A, 1);
+    await pool.idle();
+    flaky.down = false;
+    push(A, 2);
+    await pool.idle();
+    // Batch 0 goes with the rest: the server may have evicted it while the removal was lost.
+    expectIndex(flaky.inner, holding({ [A]: [2] }));
+    expect(counters.resets).toBe(1);
+  });
+
   it('replays a gap from the first missing batch; live batches wait and the covered ones are dropped', async () => {
     const replay = new FakeReplay();
     const { pool, index, counters, push } = setup({
