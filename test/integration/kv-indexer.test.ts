@@ -190,3 +190,80 @@ describe.each([{ backend: 'memory' }, { backend: 'redis' }])(
     }, 90_000);
   },
 );
+
+describe('llmd kv-indexer (Redis) dialling 2 llmd serve with replay: faults', () => {
+  /** A server binding its publisher and replay ROUTER on known ports, for the indexer to dial. */
+  async function startDialledServer(ports?: { http: number; pub: number; replay: number }) {
+    const p = ports ?? { http: await freePort(), pub: await freePort(), replay: await freePort() };
+    const id = `127.0.0.1:${p.http}`;
+    const proc = await startServeProcess([
+      '--port',
+      String(p.http),
+      '--num-gpu-blocks-override',
+      '32',
+      '--kv-events-config',
+      JSON.stringify({
+        enable_kv_cache_events: true,
+        publisher: 'zmq',
+        endpoint: `tcp://*:${p.pub}`,
+        replay_endpoint: `tcp://*:${p.replay}`,
+        topic: `kv@${id}@${MODEL}`,
+      }),
+    ]);
+    return { server: { id, url: proc.url, proc } satisfies Server, ports: p };
+  }
+
+  it('is exact again after Redis restarts empty and after a server restarts', async () => {
+    const redis = await startRedisServer();
+    const a = await startDialledServer();
+    const b = await startDialledServer();
+    const spec = (s: typeof a) =>
+      `--endpoint=${s.server.id}=tcp://127.0.0.1:${s.ports.pub},replay=tcp://127.0.0.1:${s.ports.replay}`;
+    const indexer = await startLlmd(
+      [
+        'kv-indexer',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--no-zmq',
+        '--redis',
+        redis.url,
+        spec(a),
+        spec(b),
+      ],
+      'llmd kv-indexer is ready',
+    );
+    let servers = [a.server, b.server];
+    const ps = prompts(21, 12);
+    await runWorkload(servers, ps, 5);
+    await expectIndexEqualsCaches(indexer, servers, ps);
+
+    // Redis goes away while the servers keep working, and comes back empty.
+    await redis.stop();
+    const during = prompts(22, 8);
+    await runWorkload(servers, during, 6);
+    await redis.restart();
+    await waitFor(
+      async () => (await fetch(`${indexer.url}/debug/index`)).ok,
+      10_000,
+      'the indexer to reach Redis again',
+    );
+    // The next batches find writes lost and send each server back to its replay buffer.
+    const after = prompts(23, 8);
+    await runWorkload(servers, after, 7);
+    await expectIndexEqualsCaches(indexer, servers, [...ps, ...during, ...after]);
+
+    // A server restarts (same ports, empty cache, sequence from 0): its old entries go.
+    await a.server.proc.kill();
+    const a2 = await startDialledServer(a.ports);
+    servers = [a2.server, b.server];
+    const again = prompts(24, 8);
+    await runWorkload(servers, again, 8);
+    await expectIndexEqualsCaches(indexer, servers, [...ps, ...again]);
+
+    await Promise.all(servers.map((s) => s.proc.kill()));
+    await indexer.kill();
+    await redis.kill();
+  }, 120_000);
+});
