@@ -4,11 +4,13 @@
  * recently used dropped first), laid out in typed arrays instead of objects.
  *
  * Every key is a node in a pool of parallel typed arrays (hash-chain link, LRU links, the key's two
- * halves, its first entry), buckets are an Int32Array of node indices, and a key's entries are a short
- * linked list in a second pool whose values are interned entry ids (server × tier × speculative ×
- * group). No object is allocated per block, the garbage collector has almost nothing to trace, and a
- * block held by one server costs about 70 bytes (request key, engine key and one entry). Scoring walks
- * the prompt's keys once, keeping each server's running prefix in arrays indexed by server id.
+ * halves), buckets are an Int32Array of node indices. A request key's entries (interned entry ids:
+ * server × tier × speculative × group, most recently added first) are an interned, immutable entry
+ * set shared by every key holding the same entries: the blocks of one prompt cached by the same
+ * servers all point at one set, so a key costs one set id, and adding an entry moves a key from set
+ * to set through a cache of transitions. A block held by one server costs about 60 bytes (request key,
+ * engine key). Scoring walks the prompt's keys once and does per-server work only where the set
+ * changes from one block to the next.
  */
 import type { KeyList } from '../keys.js';
 import {
@@ -186,12 +188,6 @@ function resizeI32(a: Int32Array, n: number): Int32Array {
   return out;
 }
 
-function resizeU8(a: Uint8Array, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  out.set(a.subarray(0, Math.min(a.length, n)));
-  return out;
-}
-
 function resizeF64(a: Float64Array, n: number): Float64Array {
   const out = new Float64Array(n);
   out.set(a.subarray(0, Math.min(a.length, n)));
@@ -209,20 +205,35 @@ export interface MemoryIndexStats {
   readonly bytes: number;
 }
 
+/** Transition cache keys and values pack a stamp with an entry id or a set id below this bound. */
+const PACK = 4_194_304;
+const MAX_STAMP = 2 ** 30;
+const MAX_TRANSITIONS = 1 << 18;
+
 export class MemoryIndex implements KvBlockIndex {
   readonly backend = 'memory' as const;
   readonly podCacheSize: number;
 
-  // Request keys: node → first entry node and entry count.
+  // Request keys: node → its entry set.
   private readonly rk: KeyPool;
-  private rkEntries: Int32Array;
-  private rkCount: Uint8Array;
+  private rkSet: Int32Array;
 
-  // Entries: a pool of list nodes holding interned entry ids.
-  private enNext: Int32Array;
-  private enVal: Uint32Array;
-  private enUsed = 0;
-  private enFree = NIL;
+  // Entry sets, interned and shared by every key holding the same entries in the same order: set →
+  // entry ids (most recently added first), its distinct servers, how many keys use it. Set 0 is empty.
+  private readonly setEntries: (Uint32Array | null)[] = [new Uint32Array(0)];
+  private readonly setPods: (Uint32Array | null)[] = [new Uint32Array(0)];
+  private readonly setBest: (Float64Array | null)[] = [new Float64Array(0)];
+  private readonly setWVer: number[] = [-1];
+  private readonly setRef: number[] = [0];
+  /** Unique over the index's life while a set lives (0 once freed): validates cached transitions. */
+  private readonly setStamp: number[] = [1];
+  private readonly setName: string[] = [''];
+  private readonly setByName = new Map<string, number>([['', 0]]);
+  private readonly setFree: number[] = [];
+  private stamps = 1;
+  /** (source stamp, entry id) → (target stamp, target set) for adding one entry to a set. */
+  private readonly addTrans = new Map<number, number>();
+  private readonly scratch: number[] = [];
   private enLive = 0;
 
   // Engine keys: node → the last request key it maps to; earlier ones (1:many) in `ekMore`.
@@ -242,14 +253,13 @@ export class MemoryIndex implements KvBlockIndex {
   private podGen: Uint32Array = new Uint32Array(64);
   private podBlocks: Uint32Array = new Uint32Array(64);
   private podScore: Float64Array = new Float64Array(64);
-  private podBest: Float64Array = new Float64Array(64);
-  /** A server's score before its current block: an upgrade of that block adds to it, never subtracts. */
-  private podBase: Float64Array = new Float64Array(64);
   private podAllowed: Uint32Array = new Uint32Array(64);
+  private readonly touched: number[] = [];
   private gen = 0;
   private weightsFor: TierWeights | null = null;
   private entryWeight: Float64Array = new Float64Array(64);
   private weightsEntries = 0;
+  private weightsVersion = 0;
 
   private evicted = 0;
 
@@ -263,19 +273,15 @@ export class MemoryIndex implements KvBlockIndex {
     }
     this.podCacheSize = pcs;
     this.rk = new KeyPool(maxKeys, (cap) => {
-      this.rkEntries = resizeI32(this.rkEntries, cap);
-      this.rkCount = resizeU8(this.rkCount, cap);
+      this.rkSet = resizeI32(this.rkSet, cap);
     });
-    this.rkEntries = new Int32Array(this.rk.capacity);
-    this.rkCount = new Uint8Array(this.rk.capacity);
+    this.rkSet = new Int32Array(this.rk.capacity);
     this.ek = new KeyPool(maxKeys, (cap) => {
       this.ekRkHi = resizeU32(this.ekRkHi, cap);
       this.ekRkLo = resizeU32(this.ekRkLo, cap);
     });
     this.ekRkHi = new Uint32Array(this.ek.capacity);
     this.ekRkLo = new Uint32Array(this.ek.capacity);
-    this.enNext = new Int32Array(INITIAL_NODES);
-    this.enVal = new Uint32Array(INITIAL_NODES);
   }
 
   // ---- the contract ----
@@ -288,8 +294,7 @@ export class MemoryIndex implements KvBlockIndex {
       if (n === NIL) break;
       this.rk.touch(n);
       const here: PodEntry[] = [];
-      for (let e = this.rkEntries[n]!; e !== NIL; e = this.enNext[e]!) {
-        const id = this.enVal[e]!;
+      for (const id of this.setEntries[this.rkSet[n]!]!) {
         if (allowed !== 0 && this.podAllowed[this.entryPod[id]!] !== allowed) continue;
         here.push(this.entryList[id]!);
       }
@@ -299,56 +304,63 @@ export class MemoryIndex implements KvBlockIndex {
     return out;
   }
 
+  /**
+   * Walks the prompt's keys once; consecutive keys sharing one entry set form a run, and the servers
+   * advancing through a run advance through all of it, so each run costs one pass over its servers.
+   */
   score(keys: KeyList, weights: TierWeights, pods?: ReadonlySet<string>): Map<string, PrefixScore> {
     const result = new Map<string, PrefixScore>();
     const nKeys = keys.length >>> 1;
     if (nKeys === 0) return result;
+    const rk = this.rk;
+    const first = rk.find(keys[0]!, keys[1]!);
+    if (first === NIL) return result;
+    rk.touch(first);
     const allowed = this.allowedGen(pods);
-    const w = this.weights(weights);
+    this.weights(weights);
     const gen = this.nextGen();
     const podGen = this.podGen;
     const blocks = this.podBlocks;
     const score = this.podScore;
-    const best = this.podBest;
-    const base = this.podBase;
-    const entryPod = this.entryPod;
-    const enNext = this.enNext;
-    const enVal = this.enVal;
-    const touched: number[] = [];
-    for (let i = 0; i < nKeys; i++) {
-      const n = this.rk.find(keys[2 * i]!, keys[2 * i + 1]!);
+    const podAllowed = this.podAllowed;
+    const touched = this.touched;
+    touched.length = 0;
+    let runSet = this.rkSet[first]!;
+    for (const pod of this.setPods[runSet]!) {
+      if (allowed !== 0 && podAllowed[pod] !== allowed) continue;
+      podGen[pod] = gen;
+      blocks[pod] = 0;
+      score[pod] = 0;
+      touched.push(pod);
+    }
+    if (touched.length === 0) return result;
+    let runStart = 0;
+    let i = 1;
+    for (; i < nKeys; i++) {
+      const n = rk.find(keys[2 * i]!, keys[2 * i + 1]!);
       if (n === NIL) break;
-      this.rk.touch(n);
-      let advanced = 0;
-      for (let e = this.rkEntries[n]!; e !== NIL; e = enNext[e]!) {
-        const id = enVal[e]!;
-        const pod = entryPod[id]!;
-        if (allowed !== 0 && this.podAllowed[pod] !== allowed) continue;
-        if (i === 0 && podGen[pod] !== gen) {
-          podGen[pod] = gen;
-          blocks[pod] = 0;
-          score[pod] = 0;
-          touched.push(pod);
-        }
-        if (podGen[pod] !== gen) continue;
-        const wt = w[id]!;
-        if (blocks[pod] === i) {
-          // The server's first copy of block i: it extends its prefix.
-          blocks[pod] = i + 1;
-          best[pod] = wt;
-          base[pod] = score[pod]!;
-          score[pod] = score[pod]! + wt;
-          advanced++;
-        } else if (blocks[pod] === i + 1 && wt > best[pod]!) {
-          // Another tier of the same block (blocks only reaches i + 1 at block i) counts if it weighs more.
-          score[pod] = base[pod]! + wt;
-          best[pod] = wt;
+      rk.touch(n);
+      const s = this.rkSet[n]!;
+      if (s === runSet) continue;
+      this.advance(runSet, runStart, i, gen, allowed);
+      runSet = s;
+      runStart = i;
+      // Does any server go on into the new run?
+      let any = false;
+      for (const pod of this.setPods[s]!) {
+        if (podGen[pod] === gen && blocks[pod] === i && (allowed === 0 || podAllowed[pod] === allowed)) {
+          any = true;
+          break;
         }
       }
-      if (advanced === 0) break;
+      if (!any) {
+        runSet = -1;
+        break;
+      }
     }
+    if (runSet !== -1) this.advance(runSet, runStart, i, gen, allowed);
     for (const pod of touched) {
-      if (blocks[pod]! > 0) result.set(this.podNames[pod]!, { score: score[pod]!, blocks: blocks[pod]! });
+      result.set(this.podNames[pod]!, { score: score[pod]!, blocks: blocks[pod]! });
     }
     return result;
   }
@@ -358,14 +370,36 @@ export class MemoryIndex implements KvBlockIndex {
     if (nR === 0 || entries.length === 0) return;
     const ids = entries.length === 1 ? null : entries.map((e) => this.intern(e));
     const single = ids === null ? this.intern(entries[0]!) : 0;
+    let lastFrom = -1;
+    let lastTo = 0;
+    let lastToStamp = 0;
     for (let i = 0; i < nR; i++) {
       const n = this.requestNode(requestKeys[2 * i]!, requestKeys[2 * i + 1]!);
-      if (ids === null) this.addEntry(n, single);
-      else for (const id of ids) this.addEntry(n, id);
+      const s = this.rkSet[n]!;
+      let t: number;
+      if (s === lastFrom && this.setStamp[lastTo] === lastToStamp) t = lastTo;
+      else {
+        t = ids === null ? this.addOne(s, single) : this.addMany(s, ids);
+        lastFrom = s;
+        lastTo = t;
+        lastToStamp = this.setStamp[t]!;
+      }
+      if (t !== s) this.assign(n, s, t);
     }
     if (engineKeys === null) return;
     const nE = engineKeys.length >>> 1;
     if (nE === 0) return;
+    if (nE === nR) {
+      for (let i = 0; i < nR; i++) {
+        this.mapEngineOne(
+          engineKeys[2 * i]!,
+          engineKeys[2 * i + 1]!,
+          requestKeys[2 * i]!,
+          requestKeys[2 * i + 1]!,
+        );
+      }
+      return;
+    }
     const total = Math.max(nE, nR);
     // i·|E|/n is non-decreasing: the request keys of one engine key are consecutive.
     let i = 0;
@@ -385,11 +419,13 @@ export class MemoryIndex implements KvBlockIndex {
       const id = this.entryIds.get(entryKey(e));
       if (id !== undefined) ids.push(id);
     }
+    if (ids.length === 0) return;
+    const memo = { from: -1, to: 0, toStamp: 0 };
     for (let i = 0; i < keys.length; i += 2) {
       const hi = keys[i]!;
       const lo = keys[i + 1]!;
       if (type === KeyType.Request) {
-        this.evictRequest(hi, lo, ids);
+        this.evictRequest(hi, lo, ids, memo);
         continue;
       }
       const en = this.ek.find(hi, lo);
@@ -398,10 +434,10 @@ export class MemoryIndex implements KvBlockIndex {
       const more = this.ekMore.get(en);
       if (more !== undefined) {
         for (let k = 0; k < more.length; k += 2) {
-          if (!this.evictRequest(more[k]!, more[k + 1]!, ids)) allEmpty = false;
+          if (!this.evictRequest(more[k]!, more[k + 1]!, ids, memo)) allEmpty = false;
         }
       }
-      if (!this.evictRequest(this.ekRkHi[en]!, this.ekRkLo[en]!, ids)) allEmpty = false;
+      if (!this.evictRequest(this.ekRkHi[en]!, this.ekRkLo[en]!, ids, memo)) allEmpty = false;
       if (allEmpty) this.removeEngine(en);
     }
   }
@@ -416,21 +452,23 @@ export class MemoryIndex implements KvBlockIndex {
   clear(pod: string): void {
     const pid = this.podIds.get(pod);
     if (pid === undefined) return;
+    const ids: number[] = [];
+    for (let id = 0; id < this.entryList.length; id++) if (this.entryPod[id] === pid) ids.push(id);
+    const memo = new Map<number, number>();
     const rk = this.rk;
     for (let n = rk.head; n !== NIL;) {
       const next = rk.next[n]!;
-      let prev = NIL;
-      for (let e = this.rkEntries[n]!; e !== NIL;) {
-        const en = this.enNext[e]!;
-        if (this.entryPod[this.enVal[e]!] === pid) {
-          if (prev === NIL) this.rkEntries[n] = en;
-          else this.enNext[prev] = en;
-          this.rkCount[n]!--;
-          this.freeEntry(e);
-        } else prev = e;
-        e = en;
+      const s = this.rkSet[n]!;
+      const stamp = this.setStamp[s]!;
+      let t = memo.get(stamp);
+      if (t === undefined) {
+        t = this.without(s, ids);
+        memo.set(stamp, t);
       }
-      if (this.rkCount[n] === 0) rk.remove(n);
+      if (t !== s) {
+        this.assign(n, s, t);
+        if (t === 0) rk.remove(n);
+      }
       n = next;
     }
   }
@@ -444,8 +482,7 @@ export class MemoryIndex implements KvBlockIndex {
     const seen = new Set<number>();
     for (let n = this.rk.head; n !== NIL; n = this.rk.next[n]!) {
       seen.clear();
-      for (let e = this.rkEntries[n]!; e !== NIL; e = this.enNext[e]!) {
-        const id = this.enVal[e]!;
+      for (const id of this.setEntries[this.rkSet[n]!]!) {
         if (this.entryList[id]!.speculative) continue;
         const pid = this.entryPod[id]!;
         if (seen.has(pid)) continue;
@@ -458,15 +495,20 @@ export class MemoryIndex implements KvBlockIndex {
   }
 
   stats(): MemoryIndexStats {
+    let setBytes = 0;
+    for (let s = 0; s < this.setEntries.length; s++) {
+      const e = this.setEntries[s];
+      if (e !== null && e !== undefined) {
+        setBytes += 160 + e.byteLength + this.setPods[s]!.byteLength + this.setBest[s]!.byteLength;
+      }
+    }
     const bytes =
       arraysBytes(this.rk) +
       arraysBytes(this.ek) +
-      this.rkEntries.byteLength +
-      this.rkCount.byteLength +
+      this.rkSet.byteLength +
       this.ekRkHi.byteLength +
       this.ekRkLo.byteLength +
-      this.enNext.byteLength +
-      this.enVal.byteLength;
+      setBytes;
     return {
       requestKeys: this.rk.size,
       engineKeys: this.ek.size,
@@ -481,13 +523,143 @@ export class MemoryIndex implements KvBlockIndex {
   *dump(): IterableIterator<{ hi: number; lo: number; entries: PodEntry[] }> {
     for (let n = this.rk.head; n !== NIL; n = this.rk.next[n]!) {
       const entries: PodEntry[] = [];
-      for (let e = this.rkEntries[n]!; e !== NIL; e = this.enNext[e]!)
-        entries.push(this.entryList[this.enVal[e]!]!);
+      for (const id of this.setEntries[this.rkSet[n]!]!) entries.push(this.entryList[id]!);
       yield { hi: this.rk.hi[n]!, lo: this.rk.lo[n]!, entries };
     }
   }
 
   // ---- internals ----
+
+  /** Moves the servers of `set` that reached block `from` on to block `to`. */
+  private advance(set: number, from: number, to: number, gen: number, allowed: number): void {
+    const pods = this.setPods[set]!;
+    const best = this.bestWeights(set);
+    const podGen = this.podGen;
+    const blocks = this.podBlocks;
+    const score = this.podScore;
+    const k = to - from;
+    for (let j = 0; j < pods.length; j++) {
+      const pod = pods[j]!;
+      if (podGen[pod] !== gen || blocks[pod] !== from) continue;
+      if (allowed !== 0 && this.podAllowed[pod] !== allowed) continue;
+      blocks[pod] = to;
+      score[pod] = addRepeated(score[pod]!, best[j]!, k);
+    }
+  }
+
+  /** The best weight of each server of a set, for the current weights. */
+  private bestWeights(set: number): Float64Array {
+    const best = this.setBest[set]!;
+    if (this.setWVer[set] === this.weightsVersion) return best;
+    const pods = this.setPods[set]!;
+    best.fill(-Infinity);
+    for (const id of this.setEntries[set]!) {
+      const j = pods.indexOf(this.entryPod[id]!);
+      const w = this.entryWeight[id]!;
+      if (w > best[j]!) best[j] = w;
+    }
+    this.setWVer[set] = this.weightsVersion;
+    return best;
+  }
+
+  /** The set with `id` added at the front (or moved there), keeping `podCacheSize` entries. */
+  private addOne(s: number, id: number): number {
+    const c = this.setEntries[s]!;
+    if (c.length > 0 && c[0] === id) return s;
+    const cacheable = id < PACK;
+    const key = this.setStamp[s]! * PACK + id;
+    if (cacheable) {
+      const v = this.addTrans.get(key);
+      if (v !== undefined) {
+        const t = v % PACK;
+        if (this.setStamp[t] === (v - t) / PACK) return t;
+      }
+    }
+    const sc = this.scratch;
+    sc.length = 0;
+    sc.push(id);
+    for (let j = 0; j < c.length && sc.length < this.podCacheSize; j++) if (c[j] !== id) sc.push(c[j]!);
+    const t = this.internSet(sc);
+    if (cacheable && t < PACK) {
+      if (this.addTrans.size >= MAX_TRANSITIONS) this.addTrans.clear();
+      this.addTrans.set(key, this.setStamp[t]! * PACK + t);
+    }
+    return t;
+  }
+
+  private addMany(s: number, ids: readonly number[]): number {
+    const sc = this.scratch;
+    sc.length = 0;
+    for (const id of this.setEntries[s]!) sc.push(id);
+    for (const id of ids) {
+      const j = sc.indexOf(id);
+      if (j >= 0) sc.splice(j, 1);
+      sc.unshift(id);
+      if (sc.length > this.podCacheSize) sc.length = this.podCacheSize;
+    }
+    return this.internSet(sc);
+  }
+
+  /** The set without `ids`. */
+  private without(s: number, ids: readonly number[]): number {
+    const c = this.setEntries[s]!;
+    const sc = this.scratch;
+    sc.length = 0;
+    for (const id of c) if (!ids.includes(id)) sc.push(id);
+    return sc.length === c.length ? s : this.internSet(sc);
+  }
+
+  /** The set holding exactly `content`, made if new (with no key using it yet). */
+  private internSet(content: readonly number[]): number {
+    const name = content.join(',');
+    const found = this.setByName.get(name);
+    if (found !== undefined) return found;
+    const t = this.setFree.length > 0 ? this.setFree.pop()! : this.setEntries.length;
+    const entries = Uint32Array.from(content);
+    const pods: number[] = [];
+    for (const id of entries) {
+      const pod = this.entryPod[id]!;
+      if (!pods.includes(pod)) pods.push(pod);
+    }
+    if (++this.stamps >= MAX_STAMP) this.restamp();
+    this.setEntries[t] = entries;
+    this.setPods[t] = Uint32Array.from(pods);
+    this.setBest[t] = new Float64Array(pods.length);
+    this.setWVer[t] = -1;
+    this.setRef[t] = 0;
+    this.setStamp[t] = this.stamps;
+    this.setName[t] = name;
+    this.setByName.set(name, t);
+    return t;
+  }
+
+  /** Stamps run out: forget every cached transition and stamp the live sets afresh. */
+  private restamp(): void {
+    this.addTrans.clear();
+    this.stamps = 1;
+    for (let s = 0; s < this.setEntries.length; s++) {
+      if (this.setEntries[s] !== null) this.setStamp[s] = ++this.stamps;
+    }
+    this.stamps++;
+  }
+
+  /** Key `n` moves from set `s` to set `t`. */
+  private assign(n: number, s: number, t: number): void {
+    this.rkSet[n] = t;
+    this.enLive += this.setEntries[t]!.length - this.setEntries[s]!.length;
+    if (t !== 0) this.setRef[t]!++;
+    if (s !== 0 && --this.setRef[s]! === 0) this.freeSet(s);
+  }
+
+  private freeSet(s: number): void {
+    this.setByName.delete(this.setName[s]!);
+    this.setEntries[s] = null;
+    this.setPods[s] = null;
+    this.setBest[s] = null;
+    this.setStamp[s] = 0;
+    this.setName[s] = '';
+    this.setFree.push(s);
+  }
 
   private requestNode(hi: number, lo: number): number {
     const rk = this.rk;
@@ -498,65 +670,54 @@ export class MemoryIndex implements KvBlockIndex {
     }
     if (rk.full) this.evictLruRequest();
     n = rk.insert(hi, lo);
-    this.rkEntries[n] = NIL;
-    this.rkCount[n] = 0;
+    this.rkSet[n] = 0;
     return n;
   }
 
   private evictLruRequest(): void {
     const n = this.rk.tail;
-    for (let e = this.rkEntries[n]!; e !== NIL;) {
-      const next = this.enNext[e]!;
-      this.freeEntry(e);
-      e = next;
-    }
+    this.assign(n, this.rkSet[n]!, 0);
     this.rk.remove(n);
     this.evicted++;
   }
 
-  /** Adds (or refreshes) an entry at the front of a key's list; the list keeps `podCacheSize`. */
-  private addEntry(n: number, id: number): void {
-    let prev = NIL;
-    for (let e = this.rkEntries[n]!; e !== NIL; prev = e, e = this.enNext[e]!) {
-      if (this.enVal[e] !== id) continue;
-      if (prev !== NIL) {
-        this.enNext[prev] = this.enNext[e]!;
-        this.enNext[e] = this.rkEntries[n]!;
-        this.rkEntries[n] = e;
-      }
-      return;
-    }
-    const e = this.allocEntry(id);
-    this.enNext[e] = this.rkEntries[n]!;
-    this.rkEntries[n] = e;
-    if (++this.rkCount[n]! > this.podCacheSize) {
-      // Drop the least recently added entry (the list's tail).
-      let p = e;
-      while (this.enNext[this.enNext[p]!] !== NIL) p = this.enNext[p]!;
-      this.freeEntry(this.enNext[p]!);
-      this.enNext[p] = NIL;
-      this.rkCount[n]!--;
-    }
-  }
-
   /** Removes entries from a request key, and the key once empty; returns whether it is gone. */
-  private evictRequest(hi: number, lo: number, ids: readonly number[]): boolean {
+  private evictRequest(
+    hi: number,
+    lo: number,
+    ids: readonly number[],
+    memo: { from: number; to: number; toStamp: number },
+  ): boolean {
     const n = this.rk.find(hi, lo);
     if (n === NIL) return true;
-    let prev = NIL;
-    for (let e = this.rkEntries[n]!; e !== NIL;) {
-      const next = this.enNext[e]!;
-      if (ids.includes(this.enVal[e]!)) {
-        if (prev === NIL) this.rkEntries[n] = next;
-        else this.enNext[prev] = next;
-        this.rkCount[n]!--;
-        this.freeEntry(e);
-      } else prev = e;
-      e = next;
+    const s = this.rkSet[n]!;
+    let t: number;
+    if (s === memo.from && this.setStamp[memo.to] === memo.toStamp) t = memo.to;
+    else {
+      t = this.without(s, ids);
+      memo.from = s;
+      memo.to = t;
+      memo.toStamp = this.setStamp[t]!;
     }
-    if (this.rkCount[n] !== 0) return false;
+    if (t !== s) this.assign(n, s, t);
+    if (t !== 0) return false;
     this.rk.remove(n);
     return true;
+  }
+
+  /** Maps an engine key to one request key, replacing what it had. */
+  private mapEngineOne(hi: number, lo: number, rHi: number, rLo: number): void {
+    const ek = this.ek;
+    let n = ek.find(hi, lo);
+    if (n !== NIL) {
+      ek.touch(n);
+      if (this.ekMore.size > 0) this.ekMore.delete(n);
+    } else {
+      if (ek.full) this.removeEngine(ek.tail);
+      n = ek.insert(hi, lo);
+    }
+    this.ekRkHi[n] = rHi;
+    this.ekRkLo[n] = rLo;
   }
 
   /** Maps an engine key to request keys ⌊i·|R|/total⌋ for i in [from, to), replacing what it had. */
@@ -592,32 +753,8 @@ export class MemoryIndex implements KvBlockIndex {
   }
 
   private removeEngine(n: number): void {
-    this.ekMore.delete(n);
+    if (this.ekMore.size > 0) this.ekMore.delete(n);
     this.ek.remove(n);
-  }
-
-  private allocEntry(id: number): number {
-    let e: number;
-    if (this.enFree !== NIL) {
-      e = this.enFree;
-      this.enFree = this.enNext[e]!;
-    } else {
-      if (this.enUsed >= this.enNext.length) {
-        const cap = Math.ceil(this.enNext.length * GROWTH);
-        this.enNext = resizeI32(this.enNext, cap);
-        this.enVal = resizeU32(this.enVal, cap);
-      }
-      e = this.enUsed++;
-    }
-    this.enVal[e] = id;
-    this.enLive++;
-    return e;
-  }
-
-  private freeEntry(e: number): void {
-    this.enNext[e] = this.enFree;
-    this.enFree = e;
-    this.enLive--;
   }
 
   private intern(e: PodEntry): number {
@@ -641,8 +778,6 @@ export class MemoryIndex implements KvBlockIndex {
         this.podGen = resizeU32(this.podGen, cap);
         this.podBlocks = resizeU32(this.podBlocks, cap);
         this.podScore = resizeF64(this.podScore, cap);
-        this.podBest = resizeF64(this.podBest, cap);
-        this.podBase = resizeF64(this.podBase, cap);
         this.podAllowed = resizeU32(this.podAllowed, cap);
       }
     }
@@ -658,6 +793,7 @@ export class MemoryIndex implements KvBlockIndex {
       }
       this.weightsFor = weights;
       this.weightsEntries = this.entryList.length;
+      this.weightsVersion++;
     }
     return this.entryWeight;
   }
@@ -681,6 +817,21 @@ export class MemoryIndex implements KvBlockIndex {
     }
     return g;
   }
+}
+
+/**
+ * `s + w + w + …` (k times) as repeated addition rounds it: by one multiplication when every partial
+ * sum is exact (both on a grid of 2^-20 and small), else by adding.
+ */
+function addRepeated(s: number, w: number, k: number): number {
+  if (k === 1) return s + w;
+  const gw = w * 1_048_576;
+  const gs = s * 1_048_576;
+  if (gw === Math.floor(gw) && gs === Math.floor(gs) && Math.abs(s) + k * Math.abs(w) < 4_294_967_296) {
+    return s + k * w;
+  }
+  for (let j = 0; j < k; j++) s += w;
+  return s;
 }
 
 function entryKey(e: PodEntry): string {
