@@ -33,6 +33,8 @@ export const DEFAULT_MAX_KEYS = 100_000_000;
 export const DEFAULT_POD_CACHE_SIZE = 10;
 
 const NIL = -1;
+/** `prev` of a node on the free list. */
+const FREE = -2;
 const INITIAL_NODES = 1024;
 /** Modest growth keeps the unused tail of the arrays small: copying is amortised anyway. */
 const GROWTH = 1.25;
@@ -129,6 +131,7 @@ class KeyPool {
     if (nx !== NIL) this.prev[nx] = pv;
     else this.tail = pv;
     this.chain[n] = this.free;
+    this.prev[n] = FREE;
     this.free = n;
     this.size--;
   }
@@ -156,10 +159,11 @@ class KeyPool {
     this.capacity = cap;
     const nb = bucketCount(cap);
     if (nb !== this.buckets.length) {
-      // Rehash the live nodes (free ones are not on any chain; `used` bounds the scan).
+      // Rehash the live nodes in index order (sequential memory; free ones are marked in `prev`).
       this.buckets = new Int32Array(nb).fill(NIL);
       this.mask = nb - 1;
-      for (let n = this.head; n !== NIL; n = this.next[n]!) {
+      for (let n = 0; n < this.used; n++) {
+        if (this.prev[n] === FREE) continue;
         const b = (this.lo[n]! ^ this.hi[n]!) & this.mask;
         this.chain[n] = this.buckets[b]!;
         this.buckets[b] = n;
