@@ -40,6 +40,31 @@ export type BlockExtras = readonly (readonly string[] | null)[];
 
 const FNV_OFFSET_HI = 0xcbf29ce4;
 const FNV_OFFSET_LO = 0x84222325;
+/** The low 32 bits of the FNV prime 2^40 + 0x1b3. */
+const FNV_PRIME_LO = 0x1b3;
+
+/** 0x1b3 / 2^32, exactly (0x1b3 has 9 significant bits). */
+const FNV_PRIME_LO_2_32 = FNV_PRIME_LO / 4294967296;
+
+/**
+ * The upper 32 bits of x · 0x1b3 for x an unsigned 32-bit value held as a signed int32: x · 0x1b3 is
+ * below 2^41, so x · (0x1b3 / 2^32) is exact in a double, and below 2^9.
+ */
+function mulHi(x: number): number {
+  return ((x >>> 0) * FNV_PRIME_LO_2_32) | 0;
+}
+
+/** FNV-64a state after the bytes 0x83 (array of 3) and 0x1b (uint64 follows): every block starts so. */
+const [HEAD_HI, HEAD_LO] = ((): [number, number] => {
+  let hi = FNV_OFFSET_HI | 0;
+  let lo = FNV_OFFSET_LO | 0;
+  for (const byte of [0x83, 0x1b]) {
+    const x = lo ^ byte;
+    hi = (Math.imul(hi, FNV_PRIME_LO) + (x << 8) + mulHi(x)) | 0;
+    lo = Math.imul(x, FNV_PRIME_LO);
+  }
+  return [hi, lo];
+})();
 const utf8 = new TextEncoder();
 
 /** Decimal form of a key, as Redis and the HTTP API spell it. */
@@ -144,6 +169,112 @@ class CborFnv {
   }
 }
 
+/**
+ * Keys of blocks `b`, `b + 1`, … of `bs` tokens without extras, chained from (phi, plo), into `out`:
+ * FNV-64a over the block's CBOR `[parent, tokens, null]` as it is produced, byte by byte, with no
+ * buffer. Each byte is `x = lo ^ byte; hi = hi · 0x1b3 + (x << 8) + mulHi(x); lo = x · 0x1b3`, the
+ * halves kept as signed int32. Stops at the first block with extras or whose parent's upper half is 0
+ * (a shorter CBOR head, left to the general path); returns the block it stopped at.
+ */
+function fnvRun(
+  tokens: ArrayLike<number>,
+  b: number,
+  n: number,
+  bs: number,
+  head: Uint8Array,
+  extras: BlockExtras | null,
+  parentHi: number,
+  parentLo: number,
+  out: Uint32Array,
+): number {
+  const P = FNV_PRIME_LO;
+  const headLen = head.length;
+  let phi = parentHi | 0;
+  let plo = parentLo | 0;
+  for (; b < n; b++) {
+    if (phi === 0 || (extras !== null && extras[b] !== null)) break;
+    let hi = HEAD_HI;
+    let lo = HEAD_LO;
+    let x = 0;
+    // The parent: 8 bytes, big-endian.
+    x = lo ^ (phi >>> 24);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    x = lo ^ ((phi >>> 16) & 0xff);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    x = lo ^ ((phi >>> 8) & 0xff);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    x = lo ^ (phi & 0xff);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    x = lo ^ (plo >>> 24);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    x = lo ^ ((plo >>> 16) & 0xff);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    x = lo ^ ((plo >>> 8) & 0xff);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    x = lo ^ (plo & 0xff);
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    // The tokens' array head.
+    for (let k = 0; k < headLen; k++) {
+      x = lo ^ head[k]!;
+      hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+      lo = Math.imul(x, P);
+    }
+    // The token ids, each a uint of 1, 2, 3 or 5 bytes.
+    for (let i = b * bs, end = i + bs; i < end; i++) {
+      const t = tokens[i]! | 0;
+      if (t >>> 8 === 0) {
+        if (t >= 24) {
+          x = lo ^ 24;
+          hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+          lo = Math.imul(x, P);
+        }
+        x = lo ^ t;
+        hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+        lo = Math.imul(x, P);
+        continue;
+      }
+      if (t >>> 16 === 0) {
+        x = lo ^ 25;
+        hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+        lo = Math.imul(x, P);
+      } else {
+        x = lo ^ 26;
+        hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+        lo = Math.imul(x, P);
+        x = lo ^ (t >>> 24);
+        hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+        lo = Math.imul(x, P);
+        x = lo ^ ((t >>> 16) & 0xff);
+        hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+        lo = Math.imul(x, P);
+      }
+      x = lo ^ ((t >>> 8) & 0xff);
+      hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+      lo = Math.imul(x, P);
+      x = lo ^ (t & 0xff);
+      hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+      lo = Math.imul(x, P);
+    }
+    // extra: null.
+    x = lo ^ 0xf6;
+    hi = (Math.imul(hi, P) + (((x << 8) + mulHi(x)) | 0)) | 0;
+    lo = Math.imul(x, P);
+    out[2 * b] = hi;
+    out[2 * b + 1] = lo;
+    phi = hi;
+    plo = lo;
+  }
+  return b;
+}
+
 const HASH_KEY = utf8.encode('Hash');
 
 export class TokenProcessor {
@@ -155,6 +286,8 @@ export class TokenProcessor {
   private readonly pair: [number, number] = [0, 0];
   private readonly roots = new Map<string, readonly [number, number]>();
   private xbuf = Buffer.allocUnsafe(1024);
+  /** CBOR head of a block's token array (major type 4, `blockSize` items). */
+  private readonly tokensHead: Uint8Array;
 
   constructor(config: Partial<TokenProcessorConfig> = {}) {
     const c = { ...DEFAULT_TOKEN_PROCESSOR, ...config };
@@ -163,6 +296,9 @@ export class TokenProcessor {
     }
     this.blockSize = c.blockSizeTokens;
     this.algorithm = c.hashAlgorithm;
+    this.cbor.head(4, 0, this.blockSize);
+    this.tokensHead = this.cbor.buf.slice(0, this.cbor.pos);
+    this.cbor.pos = 0;
     if (c.hashAlgorithm === 'xxh64') {
       [this.initHi, this.initLo] = bigIntToKey(xxh64(Buffer.from(c.hashSeed, 'utf8')));
     } else {
@@ -212,16 +348,24 @@ export class TokenProcessor {
     }
     const out = new Uint32Array(2 * n);
     let [hi, lo] = parent ?? this.root(model);
-    for (let b = 0; b < n; b++) {
+    const xxh = this.algorithm === 'xxh64';
+    for (let b = 0; b < n;) {
       const extra = extras === null ? null : extras[b]!;
-      const k =
-        this.algorithm === 'xxh64'
-          ? this.xxhBlock(hi, lo, tokens, b * bs, bs, extra)
-          : this.fnvBlock(hi, lo, tokens, b * bs, bs, extra, null);
+      if (!xxh && extra === null && hi !== 0) {
+        // The common case, many blocks at a time.
+        b = fnvRun(tokens, b, n, bs, this.tokensHead, extras, hi, lo, out);
+        hi = out[2 * b - 2]!;
+        lo = out[2 * b - 1]!;
+        continue;
+      }
+      const k = xxh
+        ? this.xxhBlock(hi, lo, tokens, b * bs, bs, extra)
+        : this.fnvBlock(hi, lo, tokens, b * bs, bs, extra, null);
       hi = k[0];
       lo = k[1];
       out[2 * b] = hi;
       out[2 * b + 1] = lo;
+      b++;
     }
     return out;
   }
