@@ -11,8 +11,12 @@
  *    bytes); root = that of (XXH64(hashSeed), no tokens, [model]).
  *
  * The trailing partial block is never keyed: an engine only announces full blocks. Keys are returned
- * as `KeyList`, pairs of unsigned 32-bit halves, which is what the index stores; FNV runs on the two
- * halves directly over the CBOR bytes as they are produced, with no buffer and no bigint.
+ * as `KeyList`, pairs of unsigned 32-bit halves, which is what the index stores. FNV runs over the
+ * CBOR bytes as they are produced, with no buffer, no bigint and no allocation per block: for blocks
+ * of fewer than 24 tokens (llm-d's 16 included) in a small WebAssembly module built below from its
+ * opcodes, one call per run of blocks without extras, a byte costing one 64-bit xor and multiply;
+ * otherwise in JavaScript on two 32-bit halves. Blocks with extras, the model's root and a parent
+ * whose upper half is 0 (a shorter CBOR head) take a general path that encodes into a buffer first.
  */
 import { xxh64 } from '@node-rs/xxhash';
 
@@ -66,6 +70,53 @@ const [HEAD_HI, HEAD_LO] = ((): [number, number] => {
   return [hi, lo];
 })();
 const utf8 = new TextEncoder();
+type Code = number[];
+function uleb(n: number): Code {
+  const out: Code = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+function sleb(v: number): Code {
+  const out: Code = [];
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+const W_I32 = 0x7f;
+const W_I64 = 0x7e;
+const get = (i: number): Code => [0x20, ...uleb(i)];
+const set = (i: number): Code => [0x21, ...uleb(i)];
+const i32c = (v: number): Code => [0x41, ...sleb(v)];
+/** i64.const of the 64-bit value hi·2^32 + lo, as signed LEB128 bytes. */
+function i64c(hi: number, lo: number): Code {
+  // sign-extended LEB128 of a 64-bit two's-complement value, 7 bits at a time
+  const out: Code = [0x42];
+  let h = hi | 0;
+  let l = lo >>> 0;
+  for (;;) {
+    const byte = l & 0x7f;
+    l = ((l >>> 7) | ((h & 0x7f) << 25)) >>> 0;
+    h >>= 7;
+    const done =
+      (h === 0 && l === 0 && (byte & 0x40) === 0) || (h === -1 && l === 0xffffffff && (byte & 0x40) !== 0);
+    if (done) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
 
 /** Decimal form of a key, as Redis and the HTTP API spell it. */
 export function keyToDecimal(hi: number, lo: number): string {
@@ -275,6 +326,139 @@ function fnvRun(
   return b;
 }
 
+/**
+ * f0 `run(in, n, bs, head, phi, plo, out) → blocks`: what `fnvRun` does, for `bs` < 24 (a one-byte
+ * array head), over the token ids at `in` (uint32 LE) with the keys stored at `out` as (hi, lo) uint32
+ * pairs. WebAssembly has the 64-bit multiply, so a byte is one xor and one multiply.
+ */
+function runBody(): Code {
+  const [IN, N, BS, HEAD, PHI, PLO, OUT, H, PAR, B, END, T] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const prime = i64c(0x100, FNV_PRIME_LO);
+  const step = (byte: Code): Code => [...get(H), ...byte, 0x85, ...prime, 0x7e, ...set(H)];
+  const tByte = (shift: number, mask: boolean): Code => [
+    ...get(T),
+    ...(shift === 0 ? [] : [...i32c(shift), 0x76]),
+    ...(mask ? [...i32c(0xff), 0x71] : []),
+    0xad,
+  ];
+  const parent: Code = [];
+  for (let s = 56; s >= 0; s -= 8) {
+    parent.push(...step([...get(PAR), ...i64c(0, s), 0x88, ...i64c(0, 0xff), 0x83]));
+  }
+  // prettier-ignore
+  const code: Code = [
+    2, 2, W_I64, 3, W_I32,
+    ...get(PHI), 0xad, ...i64c(0, 32), 0x86, ...get(PLO), 0xad, 0x84, ...set(PAR),
+    0x02, 0x40, 0x03, 0x40,
+      ...get(B), ...get(N), 0x4f, 0x0d, 1,
+      ...get(PAR), ...i64c(0, 32), 0x88, 0x50, 0x0d, 1,
+      ...i64c(HEAD_HI, HEAD_LO), ...set(H),
+      ...parent,
+      ...step([...get(HEAD), 0xad]),
+      ...get(IN), ...get(BS), ...i32c(2), 0x74, 0x6a, ...set(END),
+      0x03, 0x40,
+        ...get(IN), 0x28, 2, 0, ...set(T),
+        ...get(T), ...i32c(256), 0x49, 0x04, 0x40,
+          ...get(T), ...i32c(24), 0x4f, 0x04, 0x40, ...step(i64c(0, 24)), 0x0b,
+          ...step(tByte(0, false)),
+        0x05,
+          ...get(T), ...i32c(65536), 0x49, 0x04, 0x40,
+            ...step(i64c(0, 25)),
+          0x05,
+            ...step(i64c(0, 26)), ...step(tByte(24, false)), ...step(tByte(16, true)),
+          0x0b,
+          ...step(tByte(8, true)), ...step(tByte(0, true)),
+        0x0b,
+        ...get(IN), ...i32c(4), 0x6a, ...set(IN),
+        ...get(IN), ...get(END), 0x49, 0x0d, 0,
+      0x0b,
+      ...step(i64c(0, 0xf6)),
+      ...get(OUT), ...get(H), ...i64c(0, 32), 0x88, 0xa7, 0x36, 2, 0,
+      ...get(OUT), ...get(H), 0xa7, 0x36, 2, 4,
+      ...get(OUT), ...i32c(8), 0x6a, ...set(OUT),
+      ...get(H), ...set(PAR),
+      ...get(B), ...i32c(1), 0x6a, ...set(B),
+      0x0c, 0,
+    0x0b, 0x0b,
+    ...get(B),
+    0x0b,
+  ];
+  return [...uleb(code.length), ...code];
+}
+
+function section(id: number, items: Code[]): Code {
+  const content = [...uleb(items.length), ...items.flat()];
+  return [id, ...uleb(content.length), ...content];
+}
+
+function moduleBytes(): Uint8Array {
+  return Uint8Array.from([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, [[0x60, 7, W_I32, W_I32, W_I32, W_I32, W_I32, W_I32, W_I32, 1, W_I32]]),
+    ...section(3, [[0]]),
+    ...section(5, [[0x00, 1]]),
+    ...section(7, [
+      [1, 0x6d, 2, 0],
+      [1, 0x72, 0, 0],
+    ]),
+    ...section(10, [runBody()]),
+  ]);
+}
+
+/** The slice of the WebAssembly JS API used here (the project's lib settings do not declare it). */
+interface WasmApi {
+  readonly Module: new (bytes: Uint8Array) => object;
+  readonly Instance: new (module: object) => { readonly exports: unknown };
+}
+
+interface FnvWasm {
+  readonly m: { readonly buffer: ArrayBuffer; grow(pages: number): number };
+  r(inPtr: number, n: number, bs: number, head: number, phi: number, plo: number, outPtr: number): number;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+let wasm: FnvWasm | null = null;
+/** The module's memory as uint32 words, refreshed when it grows (which detaches the old view). */
+let words = new Uint32Array(0);
+
+function fnvWasm(size: number): FnvWasm {
+  if (wasm === null) {
+    const api = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+    wasm = new api.Instance(new api.Module(moduleBytes())).exports as FnvWasm;
+    words = new Uint32Array(wasm.m.buffer);
+  }
+  if (words.length * 4 < size) {
+    wasm.m.grow(Math.ceil((size - words.length * 4) / 65536));
+    words = new Uint32Array(wasm.m.buffer);
+  }
+  return wasm;
+}
+
+/** `fnvRun` through the WebAssembly module (`bs` < 24, little-endian hosts). */
+function wasmRun(
+  tokens: ArrayLike<number>,
+  b: number,
+  n: number,
+  bs: number,
+  extras: BlockExtras | null,
+  parentHi: number,
+  parentLo: number,
+  out: Uint32Array,
+): number {
+  let e = b + 1;
+  if (extras === null) e = n;
+  else while (e < n && extras[e] === null) e++;
+  const count = (e - b) * bs;
+  const w = fnvWasm(4 * count + 8 * (e - b));
+  const mem = words;
+  const from = b * bs;
+  if (count >= 512 && tokens instanceof Uint32Array) mem.set(tokens.subarray(from, from + count), 0);
+  else for (let i = 0; i < count; i++) mem[i] = tokens[from + i]!;
+  const done = w.r(0, e - b, bs, 0x80 | bs, parentHi, parentLo, 4 * count);
+  for (let i = 0, o = 2 * b; i < 2 * done; i++) out[o + i] = mem[count + i]!;
+  return b + done;
+}
+
 const HASH_KEY = utf8.encode('Hash');
 
 export class TokenProcessor {
@@ -353,7 +537,10 @@ export class TokenProcessor {
       const extra = extras === null ? null : extras[b]!;
       if (!xxh && extra === null && hi !== 0) {
         // The common case, many blocks at a time.
-        b = fnvRun(tokens, b, n, bs, this.tokensHead, extras, hi, lo, out);
+        b =
+          bs < 24 && LITTLE_ENDIAN
+            ? wasmRun(tokens, b, n, bs, extras, hi, lo, out)
+            : fnvRun(tokens, b, n, bs, this.tokensHead, extras, hi, lo, out);
         hi = out[2 * b - 2]!;
         lo = out[2 * b - 1]!;
         continue;
