@@ -531,7 +531,9 @@ export class TokenProcessor {
       throw new RangeError(`extras has ${extras.length} entries for ${n} full blocks`);
     }
     const out = new Uint32Array(2 * n);
-    let [hi, lo] = parent ?? this.root(model);
+    const start = parent ?? this.root(model);
+    let hi = start[0];
+    let lo = start[1];
     const xxh = this.algorithm === 'xxh64';
     for (let b = 0; b < n;) {
       const extra = extras === null ? null : extras[b]!;
