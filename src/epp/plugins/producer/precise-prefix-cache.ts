@@ -214,12 +214,10 @@ export class PrecisePrefixCacheProducer implements DataProducer, DataConsumer, P
   /** Registers the indexer's metrics (`kvcache_*` and `llm_d_epp_kv_cache_*`) on the EPP's registry. */
   registerMetrics(registry: Registry): void {
     const ingest = this.ingest;
-    const index = this.indexer?.index;
     this.latency = registerKvCacheMetrics(registry, {
       ingest: ingest === null ? undefined : () => ingest.stats(),
       lookups: this.lookups,
       indexAvailable: () => this.sourceAvailable(),
-      indexSize: index === undefined ? undefined : () => null,
     });
   }
 
