@@ -16,6 +16,7 @@ import { startServe } from './engine/serve.js';
 import { startEpp } from './epp/epp.js';
 import { parseKvEndpoint, startKvIndexer } from './kvcache/kv-indexer.js';
 import { parseSidecarArgs, sidecarHelp } from './sidecar/flags.js';
+import { upCommand } from './up/command.js';
 import { startSidecar } from './sidecar/sidecar.js';
 import { parseDuration } from './core/duration.js';
 import { packageVersion } from './core/version.js';
@@ -426,7 +427,8 @@ export function buildProgram(): Command {
     .addCommand(serveCommand())
     .addCommand(eppCommand())
     .addCommand(sidecarCommand())
-    .addCommand(kvIndexerCommand());
+    .addCommand(kvIndexerCommand())
+    .addCommand(upCommand());
 }
 
 // vLLM spells the short form `-tp`; commander's short flags are one letter.
