@@ -1,0 +1,139 @@
+/**
+ * inference-perf's `shared_prefix` workload: `num_groups` system prompts of exactly `system_prompt_len`
+ * tokens, each shared by `num_prompts_per_group` prompts that add a question of `question_len` tokens;
+ * `output_len` tokens are asked for (`max_tokens`, with `ignore_eos` they are all generated).
+ *
+ * Request i goes to prompt (session) s = i mod (groups × prompts per group), whose group is s mod groups
+ * and which is the (s div groups)-th prompt of its group; so consecutive requests visit different groups,
+ * and after every prompt was sent once the sequence repeats. With `enable_multi_turn_chat` each prompt is
+ * a user session: round r = i div sessions asks a new question after the history of the earlier rounds.
+ */
+import { z } from 'zod';
+import { Rng, seedFrom } from '../../core/rng.js';
+import type { LlmdTokenizer } from '../../engine/tokenizer/tokenizer.js';
+import {
+  describeDistribution,
+  DistributionSchema,
+  fixed,
+  sampleLength,
+  type Distribution,
+} from './distribution.js';
+import { SessionHistory } from './sessions.js';
+import type { Workload, WorkloadDescription, WorkloadRequest } from './workload.js';
+import { WordPool } from './words.js';
+
+export const SharedPrefixSchema = z
+  .object({
+    type: z.enum(['shared-prefix', 'shared_prefix']),
+    num_groups: z.number().int().positive(),
+    num_prompts_per_group: z.number().int().positive(),
+    system_prompt_len: z.number().int().positive(),
+    question_len: z.number().int().positive(),
+    output_len: z.number().int().positive(),
+    question_distribution: DistributionSchema.optional(),
+    output_distribution: DistributionSchema.optional(),
+    enable_multi_turn_chat: z.boolean().default(false),
+  })
+  .strict();
+export type SharedPrefixConfig = z.output<typeof SharedPrefixSchema>;
+
+export class SharedPrefixWorkload implements Workload {
+  readonly kind = 'shared_prefix';
+  readonly needsText: boolean;
+  private readonly pool: WordPool;
+  private readonly prefixes = new Map<number, string>();
+  private readonly questions: Distribution;
+  private readonly outputs: Distribution;
+  private readonly history = new SessionHistory();
+  private readonly sessions: number;
+  private verified = false;
+
+  constructor(
+    private readonly cfg: SharedPrefixConfig,
+    tokenizer: LlmdTokenizer,
+    private readonly seed: number,
+  ) {
+    this.pool = WordPool.of(tokenizer);
+    this.questions = cfg.question_distribution ?? fixed(cfg.question_len);
+    this.outputs = cfg.output_distribution ?? fixed(cfg.output_len);
+    this.needsText = cfg.enable_multi_turn_chat;
+    this.sessions = cfg.num_groups * cfg.num_prompts_per_group;
+  }
+
+  /** The group's system prompt (exactly `system_prompt_len` tokens). */
+  prefix(group: number): string {
+    let p = this.prefixes.get(group);
+    if (p === undefined) {
+      p = this.pool.text(new Rng(seedFrom(`prefix:${group}`, this.seed)), this.cfg.system_prompt_len);
+      this.prefixes.set(group, p);
+    }
+    return p;
+  }
+
+  next(index: number): WorkloadRequest {
+    const session = index % this.sessions;
+    const round = Math.floor(index / this.sessions);
+    const group = session % this.cfg.num_groups;
+    // Single-turn rounds resend the same prompt; multi-turn rounds ask a new question each.
+    const qRound = this.cfg.enable_multi_turn_chat ? round : 0;
+    const rng = new Rng(seedFrom(`question:${session}:${qRound}`, this.seed));
+    const qLen = sampleLength(this.questions, rng);
+    const question = this.pool.text(rng, qLen);
+    const maxTokens = sampleLength(this.outputs, new Rng(seedFrom(`output:${session}:${round}`, this.seed)));
+    if (!this.verified) {
+      this.verified = true;
+      this.pool.verify(
+        this.prefix(group) + question,
+        this.cfg.system_prompt_len + qLen,
+        'a shared-prefix prompt',
+      );
+    }
+    if (!this.cfg.enable_multi_turn_chat) {
+      return {
+        index,
+        messages: [
+          { role: 'system', content: this.prefix(group) },
+          { role: 'user', content: question },
+        ],
+        promptTokens: this.cfg.system_prompt_len + qLen,
+        questionTokens: qLen,
+        maxTokens,
+        group,
+        session,
+        turn: 0,
+      };
+    }
+    const h = this.history.get(session, () => ({
+      text: this.prefix(group),
+      tokens: this.cfg.system_prompt_len,
+    }));
+    return {
+      index,
+      messages: [...h.messages, { role: 'user', content: question }],
+      promptTokens: h.tokens + qLen,
+      questionTokens: qLen,
+      maxTokens,
+      group,
+      session,
+      turn: round,
+    };
+  }
+
+  onResponse(req: WorkloadRequest, text: string, outputTokens: number): void {
+    if (!this.needsText || req.session === null) return;
+    const q = req.messages[req.messages.length - 1]!;
+    this.history.append(req.session, q.content, req.questionTokens, text, outputTokens);
+  }
+
+  describe(): WorkloadDescription {
+    const c = this.cfg;
+    const q = describeDistribution(this.questions);
+    return {
+      source: 'shared_prefix',
+      input_seq_len: { ...q, value: c.system_prompt_len + q.value },
+      output_seq_len: describeDistribution(this.outputs),
+      multi_turn: { enabled: c.enable_multi_turn_chat },
+      parameters: { ...c, type: 'shared_prefix' },
+    };
+  }
+}
