@@ -22,9 +22,9 @@ if (mode === 'fail') {
 log(20, 'a debug line');
 log(40, 'a warning');
 process.stdout.write('plain text\\n');
-log(30, 'fake is ready', { url: 'http://127.0.0.1/' + name });
 if (mode === 'stubborn') process.on('SIGTERM', () => log(40, 'ignoring SIGTERM'));
 else process.on('SIGTERM', () => { log(30, 'stopped ' + name); process.exit(0); });
+log(30, 'fake is ready', { url: 'http://127.0.0.1/' + name });
 if (mode === 'crash') setTimeout(() => process.exit(3), 20);
 setInterval(() => {}, 1000);
 `;
