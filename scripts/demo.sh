@@ -1,23 +1,38 @@
 #!/usr/bin/env bash
-# Start a simulated Qwen3-32B server (TP=2 on H100), send one completion, then keep serving until
-# Ctrl-C. PORT overrides the port (default 8000).
+# Start a local llm-d stack with `llmd up` (the gateway/EPP with precise prefix-cache routing and its
+# embedded KV-cache indexer, 4 simulated Qwen3-8B decode servers), send one completion through the
+# gateway, then keep the stack running until Ctrl-C. PORT sets the gateway's port (default 8080);
+# arguments go to `llmd up`, e.g. `npm run demo -- --prefill 1` for P/D.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PORT="${PORT:-8000}"
+PORT="${PORT:-8080}"
+MODEL=Qwen/Qwen3-8B
 npm run build --silent
-node dist/cli.js serve Qwen/Qwen3-32B --tensor-parallel-size 2 --hardware H100 \
-  --host 127.0.0.1 --port "$PORT" --enable-prompt-tokens-details --log-level warn &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null' EXIT INT TERM
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  kill -0 $SERVER 2>/dev/null || { echo "llmd serve failed to start" >&2; exit 1; }
+LOG="$(mktemp "${TMPDIR:-/tmp}/llmd-up.XXXXXX")"
+node dist/cli.js up --port "$PORT" --model "$MODEL" "$@" 2> >(tee "$LOG" >&2) &
+UP=$!
+stop() {
+  kill -INT "$UP" 2>/dev/null || true
+  while kill -0 "$UP" 2>/dev/null; do wait "$UP" 2>/dev/null || true; done
+  rm -f "$LOG"
+}
+trap stop EXIT
+# Ctrl-C reaches llmd up as well, which stops the stack; the script waits for it below.
+trap ':' INT
+trap 'exit 143' TERM
+until grep -q '"llmd up is ready"' "$LOG"; do
+  if ! kill -0 "$UP" 2>/dev/null; then
+    wait "$UP" || exit $?
+    exit 1
+  fi
   sleep 0.1
 done
-echo "\$ curl http://127.0.0.1:$PORT/v1/completions -d '{\"model\":\"Qwen/Qwen3-32B\",\"prompt\":\"San Francisco is a\",\"max_tokens\":24}'"
-curl -s "http://127.0.0.1:$PORT/v1/completions" -H 'content-type: application/json' \
-  -d '{"model":"Qwen/Qwen3-32B","prompt":"San Francisco is a","max_tokens":24}'
+BODY="{\"model\":\"$MODEL\",\"prompt\":\"San Francisco is a\",\"max_tokens\":24}"
+echo "\$ curl http://127.0.0.1:$PORT/v1/completions -H 'content-type: application/json' -d '$BODY'"
+curl -sS "http://127.0.0.1:$PORT/v1/completions" -H 'content-type: application/json' -d "$BODY"
 echo
 echo
-echo "llmd serve is running on http://127.0.0.1:$PORT (OpenAI API under /v1, metrics on /metrics). Ctrl-C stops it."
-wait $SERVER
+echo "The stack is running; the gateway is http://127.0.0.1:$PORT (OpenAI API under /v1). Ctrl-C stops it."
+while kill -0 "$UP" 2>/dev/null; do wait "$UP" 2>/dev/null || true; done
+trap - EXIT
+rm -f "$LOG"
