@@ -93,12 +93,42 @@ export async function startStack(t: Topology, logger: Logger): Promise<UpResult>
       if (spec.kind !== 'epp' || indexer === undefined) return spec;
       return { ...spec, args: substitute(spec.args, INDEXER_URL_PLACEHOLDER, indexer.url) };
     });
+    await warmUp(components, t.model, logger);
     const epp = components.find((c) => c.spec.kind === 'epp')!;
     return { plan: p, components, gatewayUrl: epp.url, supervisor };
   } catch (err) {
     await supervisor.stop();
     throw err;
   }
+}
+
+/**
+ * Each model server renders one prompt, so its tokenizer is loaded before the first real request:
+ * the EPP's precise producer asks them for token ids under a short deadline.
+ */
+async function warmUp(components: readonly RunningComponent[], model: string, logger: Logger): Promise<void> {
+  const servers = components.filter((c) => c.spec.kind === 'decode' || c.spec.kind === 'prefill');
+  await Promise.all(
+    servers.map(async (c) => {
+      const bodies: [string, object][] = [
+        ['/v1/completions/render', { model, prompt: 'warm-up' }],
+        ['/v1/chat/completions/render', { model, messages: [{ role: 'user', content: 'warm-up' }] }],
+      ];
+      try {
+        for (const [path, body] of bodies) {
+          const res = await fetch(c.url + path, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+            signal: AbortSignal.timeout(10_000),
+          });
+          await res.arrayBuffer();
+        }
+      } catch (err) {
+        logger.debug({ component: c.spec.name, err: (err as Error).message }, 'warm-up render failed');
+      }
+    }),
+  );
 }
 
 export function upCommand(): Command {
