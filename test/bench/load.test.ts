@@ -183,3 +183,15 @@ describe('options', () => {
     expect(r.workload).toEqual({ type: 'random', input_len: 5000, output_len: 250, range_ratio: 0 });
   });
 });
+
+describe('docs/bench.md', () => {
+  it('its bench.yaml example is valid', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { parse } = await import('yaml');
+    const doc = await readFile(new URL('../../docs/bench.md', import.meta.url), 'utf8');
+    const block = /```yaml\n([\s\S]*?)```/.exec(doc)![1]!;
+    const o = parseBenchOptions(parse(block));
+    expect(o.stages).toHaveLength(17);
+    expect(o.stages[0]).toEqual({ type: 'poisson', rate: 15, duration: 50, warmup: true });
+  });
+});
