@@ -239,6 +239,8 @@ export class MemoryIndex implements KvBlockIndex {
   private readonly addTrans = new Map<number, number>();
   private readonly scratch: number[] = [];
   private enLive = 0;
+  private lastEntries: readonly PodEntry[] | null = null;
+  private lastIds: readonly number[] = [];
 
   // Engine keys: node → the last request key it maps to; earlier ones (1:many) in `ekMore`.
   private readonly ek: KeyPool;
@@ -372,8 +374,9 @@ export class MemoryIndex implements KvBlockIndex {
   add(engineKeys: KeyList | null, requestKeys: KeyList, entries: readonly PodEntry[]): void {
     const nR = requestKeys.length >>> 1;
     if (nR === 0 || entries.length === 0) return;
-    const ids = entries.length === 1 ? null : entries.map((e) => this.intern(e));
-    const single = ids === null ? this.intern(entries[0]!) : 0;
+    const all = this.internAll(entries);
+    const ids = all.length === 1 ? null : all;
+    const single = all[0]!;
     let lastFrom = -1;
     let lastTo = 0;
     let lastToStamp = 0;
@@ -418,12 +421,17 @@ export class MemoryIndex implements KvBlockIndex {
 
   evict(type: KeyType, keys: KeyList, entries: readonly PodEntry[]): void {
     if (entries.length === 0) return;
-    const ids: number[] = [];
-    for (const e of entries) {
-      const id = this.entryIds.get(entryKey(e));
-      if (id !== undefined) ids.push(id);
+    let ids: readonly number[];
+    if (this.isLast(entries)) ids = this.lastIds;
+    else {
+      const known: number[] = [];
+      for (const e of entries) {
+        const id = this.entryIds.get(entryKey(e));
+        if (id !== undefined) known.push(id);
+      }
+      if (known.length === 0) return;
+      ids = known;
     }
-    if (ids.length === 0) return;
     const memo = { from: -1, to: 0, toStamp: 0 };
     for (let i = 0; i < keys.length; i += 2) {
       const hi = keys[i]!;
@@ -435,7 +443,7 @@ export class MemoryIndex implements KvBlockIndex {
       const en = this.ek.find(hi, lo);
       if (en === NIL) continue;
       let allEmpty = true;
-      const more = this.ekMore.get(en);
+      const more = this.ekMore.size > 0 ? this.ekMore.get(en) : undefined;
       if (more !== undefined) {
         for (let k = 0; k < more.length; k += 2) {
           if (!this.evictRequest(more[k]!, more[k + 1]!, ids, memo)) allEmpty = false;
@@ -759,6 +767,37 @@ export class MemoryIndex implements KvBlockIndex {
   private removeEngine(n: number): void {
     if (this.ekMore.size > 0) this.ekMore.delete(n);
     this.ek.remove(n);
+  }
+
+  /**
+   * The entry ids of `entries`, interned; the last list is remembered, as a server's events pass the
+   * same entries again and again (checked field by field, not trusted by identity).
+   */
+  private internAll(entries: readonly PodEntry[]): readonly number[] {
+    if (this.isLast(entries)) return this.lastIds;
+    const ids = entries.map((e) => this.intern(e));
+    this.lastEntries = entries;
+    this.lastIds = ids;
+    return ids;
+  }
+
+  /** Whether `entries` are those `lastIds` were interned from. */
+  private isLast(entries: readonly PodEntry[]): boolean {
+    const last = this.lastIds;
+    if (entries !== this.lastEntries || entries.length !== last.length) return false;
+    for (let k = 0; k < last.length; k++) {
+      const e = entries[k]!;
+      const x = this.entryList[last[k]!]!;
+      if (
+        e.pod !== x.pod ||
+        e.tier !== x.tier ||
+        e.speculative !== x.speculative ||
+        e.groupIdx !== x.groupIdx
+      ) {
+        return false;
+      }
+    }
+    return true;
   }
 
   private intern(e: PodEntry): number {
