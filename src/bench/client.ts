@@ -254,7 +254,7 @@ class StreamHandler implements Dispatcher.DispatchHandler {
       r.firstTokenMs = now;
     } else {
       if (r.itlCount === r.itl.length) {
-        const grown = new Float64Array(r.itl.length * 2);
+        const grown = new Float32Array(r.itl.length * 2);
         grown.set(r.itl);
         r.itl = grown;
       }
@@ -341,7 +341,7 @@ export function newRecord(
     outputTokens: 0,
     cachedTokens: 0,
     cachedReported: false,
-    itl: new Float64Array(Math.min(Math.max(req.maxTokens, 16), 4096)),
+    itl: new Float32Array(Math.min(Math.max(req.maxTokens, 16), 4096)),
     itlCount: 0,
     group: req.group,
     session: req.session,

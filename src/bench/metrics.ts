@@ -66,8 +66,8 @@ export interface RequestRecord {
   cachedTokens: number;
   /** Whether the server reported `prompt_tokens_details.cached_tokens`. */
   cachedReported: boolean;
-  /** Gaps between consecutive non-empty output chunks (ms); `itlCount` of them are valid. */
-  itl: Float64Array;
+  /** Gaps between consecutive non-empty output chunks (ms, single precision); `itlCount` are valid. */
+  itl: Float32Array;
   itlCount: number;
   group: number | null;
   session: number | null;

@@ -277,10 +277,14 @@ class StageRunner {
                 finish();
               }, until - start)
             : null;
-        signal?.addEventListener('abort', () => {
-          sending = false;
-          finish();
-        });
+        signal?.addEventListener(
+          'abort',
+          () => {
+            sending = false;
+            finish();
+          },
+          { once: true },
+        );
         for (let k = 0; k < stage.concurrency && more(); k++) send(performance.now());
         if (!more()) {
           sending = false;
@@ -320,12 +324,16 @@ class StageRunner {
       onSlot = () => {
         if (sending && timer === null) pump();
       };
-      signal?.addEventListener('abort', () => {
-        if (timer !== null) clearTimeout(timer);
-        timer = null;
-        sending = false;
-        finish();
-      });
+      signal?.addEventListener(
+        'abort',
+        () => {
+          if (timer !== null) clearTimeout(timer);
+          timer = null;
+          sending = false;
+          finish();
+        },
+        { once: true },
+      );
       pump();
     });
   }

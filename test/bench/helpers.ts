@@ -23,7 +23,7 @@ export function rec(
     outputTokens: tokenTimes.length,
     cachedTokens: 0,
     cachedReported: false,
-    itl: Float64Array.from(gaps),
+    itl: Float32Array.from(gaps),
     itlCount: gaps.length,
     group: null,
     session: null,

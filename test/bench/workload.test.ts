@@ -89,6 +89,13 @@ describe('shared-prefix workload', () => {
       qs.add(q);
     }
     expect(qs.size).toBeGreaterThan(1);
+    expect(w.describe().input_seq_len).toEqual({
+      distribution: 'gaussian',
+      value: 340,
+      std_dev: 10,
+      min: 330,
+      max: 350,
+    });
   });
 
   it('multi-turn: a session accumulates its turns and keeps its prefix', () => {

@@ -13,6 +13,7 @@ import { Rng, seedFrom } from '../../core/rng.js';
 import type { LlmdTokenizer } from '../../engine/tokenizer/tokenizer.js';
 import {
   describeDistribution,
+  plus,
   DistributionSchema,
   fixed,
   sampleLength,
@@ -102,7 +103,7 @@ export class ChatWorkload implements Workload {
     const u = describeDistribution(this.users);
     return {
       source: 'chat',
-      input_seq_len: { ...u, value: c.system_prompt_len + u.value },
+      input_seq_len: plus(c.system_prompt_len, u),
       output_seq_len: describeDistribution(this.outputs),
       multi_turn: { enabled: true },
       parameters: { ...c },

@@ -47,3 +47,14 @@ export function describeDistribution(d: Distribution): {
   const { min, max } = bounds(d);
   return { distribution: 'gaussian', value: d.mean, std_dev: d.std_dev, min, max };
 }
+
+/** A length description shifted by a fixed number of tokens (a system prompt before a question). */
+export function plus(
+  tokens: number,
+  d: ReturnType<typeof describeDistribution>,
+): ReturnType<typeof describeDistribution> {
+  const out = { ...d, value: d.value + tokens };
+  if (d.min !== undefined) out.min = d.min + tokens;
+  if (d.max !== undefined) out.max = d.max + tokens;
+  return out;
+}

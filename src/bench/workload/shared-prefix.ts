@@ -13,6 +13,7 @@ import { Rng, seedFrom } from '../../core/rng.js';
 import type { LlmdTokenizer } from '../../engine/tokenizer/tokenizer.js';
 import {
   describeDistribution,
+  plus,
   DistributionSchema,
   fixed,
   sampleLength,
@@ -130,7 +131,7 @@ export class SharedPrefixWorkload implements Workload {
     const q = describeDistribution(this.questions);
     return {
       source: 'shared_prefix',
-      input_seq_len: { ...q, value: c.system_prompt_len + q.value },
+      input_seq_len: plus(c.system_prompt_len, q),
       output_seq_len: describeDistribution(this.outputs),
       multi_turn: { enabled: c.enable_multi_turn_chat },
       parameters: { ...c, type: 'shared_prefix' },
