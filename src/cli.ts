@@ -17,6 +17,7 @@ import { startEpp } from './epp/epp.js';
 import { parseKvEndpoint, startKvIndexer } from './kvcache/kv-indexer.js';
 import { parseSidecarArgs, sidecarHelp } from './sidecar/flags.js';
 import { upCommand } from './up/command.js';
+import { benchCommand } from './bench/command.js';
 import { startSidecar } from './sidecar/sidecar.js';
 import { parseDuration } from './core/duration.js';
 import { packageVersion } from './core/version.js';
@@ -428,7 +429,8 @@ export function buildProgram(): Command {
     .addCommand(eppCommand())
     .addCommand(sidecarCommand())
     .addCommand(kvIndexerCommand())
-    .addCommand(upCommand());
+    .addCommand(upCommand())
+    .addCommand(benchCommand());
 }
 
 // vLLM spells the short form `-tp`; commander's short flags are one letter.
