@@ -6,7 +6,7 @@ import { toJson } from '../../src/bench/report/files.js';
 import { htmlReport } from '../../src/bench/report/html.js';
 import { recordLine } from '../../src/bench/report/jsonl.js';
 import { buildReport, uuid5 } from '../../src/bench/report/summary.js';
-import { escapeXml, fmt, lineChart, niceTicks } from '../../src/bench/report/svg.js';
+import { escapeXml, fmt, fmtTick, lineChart, niceTicks } from '../../src/bench/report/svg.js';
 import { summaryTable, textTable } from '../../src/bench/report/table.js';
 import type { BenchSummary, StageResult } from '../../src/bench/run.js';
 import type { WorkloadDescription } from '../../src/bench/workload/workload.js';
@@ -214,6 +214,7 @@ describe('charts and HTML', () => {
     expect(fmt(13163)).toBe('13.2k');
     expect(fmt(0.156)).toBe('0.156');
     expect(fmt(NaN)).toBe('–');
+    expect([25, 2.5, 12500, 100, 0.25, 0].map(fmtTick)).toEqual(['25', '2.5', '12.5k', '100', '0.25', '0']);
     expect(escapeXml(`"'`)).toBe('&quot;&#39;');
     expect(
       textTable(

@@ -56,6 +56,13 @@ export function fmt(v: number): string {
   return v.toPrecision(3);
 }
 
+/** An axis tick: `fmt` without trailing zeros (25, 2.5, 12.5k). */
+export function fmtTick(v: number): string {
+  return fmt(v)
+    .replace(/(\.\d*?)0+(?=[kM]?$)/, '$1')
+    .replace(/\.(?=[kM]?$)/, '');
+}
+
 export function lineChart(c: LineChart): string {
   const W = c.width ?? 640;
   const H = c.height ?? 360;
