@@ -16,7 +16,7 @@ import { startServe } from './engine/serve.js';
 import { startEpp } from './epp/epp.js';
 import { parseKvEndpoint, startKvIndexer } from './kvcache/kv-indexer.js';
 import { parseSidecarArgs, sidecarHelp } from './sidecar/flags.js';
-import { upCommand } from './up/command.js';
+import { upCommand } from './cluster/command.js';
 import { benchCommand } from './bench/command.js';
 import { startSidecar } from './sidecar/sidecar.js';
 import { parseDuration } from './core/duration.js';

@@ -21,7 +21,7 @@ import {
   wireConfig,
   type ConfigDoc,
   type Preset,
-} from '../../src/up/configs.js';
+} from '../../src/cluster/configs.js';
 import { testHandle } from '../epp/helpers.js';
 
 const example = (file: string): string =>

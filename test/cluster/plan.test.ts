@@ -1,7 +1,7 @@
 /** The processes `llmd up` starts: commands, ports, environment and stages, without starting any. */
 import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { loadTopology } from '../../src/up/command.js';
+import { loadTopology } from '../../src/cluster/command.js';
 import {
   childLogLevel,
   freePorts,
@@ -10,7 +10,7 @@ import {
   portsNeeded,
   substitute,
   type ComponentSpec,
-} from '../../src/up/plan.js';
+} from '../../src/cluster/plan.js';
 
 const PORTS = Array.from({ length: 64 }, (_, i) => 41000 + i);
 

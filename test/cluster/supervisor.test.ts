@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
-import type { ComponentSpec } from '../../src/up/plan.js';
-import { ComponentFailedError, Supervisor } from '../../src/up/supervisor.js';
+import type { ComponentSpec } from '../../src/cluster/plan.js';
+import { ComponentFailedError, Supervisor } from '../../src/cluster/supervisor.js';
 
 const FAKE = `
 const [mode, name] = process.argv.slice(2);

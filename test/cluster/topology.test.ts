@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/core/errors.js';
-import { loadTopology } from '../../src/up/command.js';
-import { isPd, parseFlags, parseTopologyFile } from '../../src/up/topology.js';
+import { loadTopology } from '../../src/cluster/command.js';
+import { isPd, parseFlags, parseTopologyFile } from '../../src/cluster/topology.js';
 
 function dir(files: Record<string, string>): string {
   const d = mkdtempSync(join(tmpdir(), 'llmd-up-'));
