@@ -116,7 +116,7 @@ describe('options', () => {
       expect.unreachable();
     } catch (err) {
       expect(err).toBeInstanceOf(BenchConfigError);
-      expect((err as BenchConfigError).message).toMatch(/workload/);
+      expect((err as BenchConfigError).message).toMatch(/workload\.num_groups/);
     }
     expect(() => parseBenchOptions({ ...base, load: { stages: [{ rate: 1, duration: 'soon' }] } })).toThrow(
       /duration/,

@@ -6,7 +6,7 @@ import { RandomSchema, RandomWorkload } from './random.js';
 import { SharedPrefixSchema, SharedPrefixWorkload } from './shared-prefix.js';
 import type { Workload } from './workload.js';
 
-export const WorkloadSchema = z.union([SharedPrefixSchema, RandomSchema, ChatSchema]);
+export const WorkloadSchema = z.discriminatedUnion('type', [SharedPrefixSchema, RandomSchema, ChatSchema]);
 export type WorkloadConfig = z.output<typeof WorkloadSchema>;
 
 export function createWorkload(cfg: WorkloadConfig, tokenizer: LlmdTokenizer, seed: number): Workload {
