@@ -7,6 +7,7 @@ import { LlmdError } from '../core/errors.js';
 import { BenchConfigError } from './errors.js';
 import { mergeOptions, parseBenchOptions, parseStagesFlag, readBenchFile } from './options.js';
 import { runBench, type BenchProgress } from './run.js';
+import { compareTable, runCompare, type CompareStack } from './compare.js';
 import { summaryTable } from './report/table.js';
 
 function int(value: string): number {
@@ -159,6 +160,20 @@ export function progressLine(p: BenchProgress): string {
   );
 }
 
+/** Bench options from the flags and `-f bench.yaml` (flags win), before validation. */
+async function benchInput(flags: BenchFlags): Promise<Record<string, unknown>> {
+  const fromFile = flags.file !== undefined ? await readBenchFile(flags.file) : {};
+  // commander sets ignoreEos=true by default; only an explicit --no-ignore-eos overrides the file.
+  const f = { ...flags, ignoreEos: flags.ignoreEos === false ? false : undefined };
+  const merged = mergeOptions(fromFile, flagsToOptions(f));
+  // The workload's type defaults to shared-prefix (the schema discriminates on it).
+  const w = merged.workload;
+  if (typeof w === 'object' && w !== null && !Array.isArray(w) && !('type' in w)) {
+    merged.workload = { type: 'shared-prefix', ...w };
+  }
+  return merged;
+}
+
 export function benchCommand(): Command {
   return new Command('bench')
     .description('load-test an OpenAI-compatible endpoint with llm-d’s workloads and metrics')
@@ -215,12 +230,10 @@ export function benchCommand(): Command {
     .option('--header <name:value>', 'extra request header (repeatable)', header)
     .option('--api-key <key>', 'sent as Authorization: Bearer <key>')
     .option('--no-progress', 'no progress line')
+    .addCommand(compareCommand())
     .action(async (flags: BenchFlags) => {
       try {
-        const fromFile = flags.file !== undefined ? await readBenchFile(flags.file) : {};
-        // commander sets ignoreEos=true by default; only an explicit --no-ignore-eos overrides the file.
-        const f = { ...flags, ignoreEos: flags.ignoreEos === false ? false : undefined };
-        const opts = parseBenchOptions(mergeOptions(fromFile, flagsToOptions(f)));
+        const opts = parseBenchOptions(await benchInput(flags));
         const controller = new AbortController();
         const stop = (): void => {
           if (controller.signal.aborted) process.exit(130);
@@ -251,6 +264,136 @@ export function benchCommand(): Command {
       } catch (err) {
         if (err instanceof LlmdError) {
           process.stderr.write(`llmd bench: ${err.message}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        throw err;
+      }
+    });
+}
+
+interface CompareFlags extends BenchFlags {
+  configs?: string;
+  decode?: number;
+  prefill?: number;
+  hardware?: string;
+  serverArgs?: string;
+  numGpuBlocksOverride?: number;
+  streamInterval?: number;
+  stackLogLevel?: string;
+  startTimeout?: string;
+}
+
+/** `--server-args '--a 1 --b'`: split on whitespace (no quoting needed for llmd serve's flags). */
+function serverArgs(f: CompareFlags): string[] {
+  const out = (f.serverArgs ?? '').split(/\s+/).filter((a) => a !== '');
+  if (f.numGpuBlocksOverride !== undefined)
+    out.push('--num-gpu-blocks-override', String(f.numGpuBlocksOverride));
+  if (f.streamInterval !== undefined) out.push('--stream-interval', String(f.streamInterval));
+  return out;
+}
+
+/**
+ * `llmd bench compare`: the bench's flags (given after `compare` too) against a fresh stack per
+ * configuration; the side-by-side table on stdout, the chart and JSON in `--output`.
+ */
+export function compareCommand(): Command {
+  return new Command('compare')
+    .description('run the same bench against a fresh `llmd up` stack per routing configuration')
+    .requiredOption(
+      '--configs <list>',
+      'comma-separated presets (random, load, approx, precise, pd-approx, pd-precise) or EPP config files',
+    )
+    .option('--decode <n>', 'decode servers per stack (default 4)', int)
+    .option(
+      '--prefill <n>',
+      'prefill servers for P/D presets and config files (P/D presets: at least 1)',
+      int,
+    )
+    .option('--hardware <name>', 'simulated accelerator of every server (default H100)')
+    .option('--server-args <args>', "extra `llmd serve` flags for every server, e.g. '--max-num-seqs 64'")
+    .option(
+      '--num-gpu-blocks-override <n>',
+      'KV-cache blocks per server (a small cache makes cache pressure)',
+      int,
+    )
+    .option('--stream-interval <n>', 'tokens per streamed chunk on every server', int)
+    .option('--stack-log-level <level>', 'level of the stacks’ logs shown (default error)')
+    .option('--start-timeout <ms>', 'how long each component may take to be ready, in ms (default 60000)')
+    .configureHelp({ showGlobalOptions: true })
+    .action(async function (this: Command) {
+      const flags = this.optsWithGlobals<CompareFlags>();
+      try {
+        const bench = await benchInput({ ...flags, label: undefined });
+        const stack: CompareStack = {
+          ...(flags.decode !== undefined ? { decode: flags.decode } : {}),
+          ...(flags.prefill !== undefined ? { prefill: flags.prefill } : {}),
+          ...(flags.hardware !== undefined ? { hardware: flags.hardware } : {}),
+          ...(flags.model !== undefined ? { model: flags.model } : {}),
+          serverArgs: serverArgs(flags),
+          logLevel: (flags.stackLogLevel ?? 'error') as CompareStack['logLevel'] & string,
+          ...(flags.startTimeout !== undefined ? { startTimeoutMs: Number(flags.startTimeout) } : {}),
+        };
+        const bOut = bench.output;
+        delete bench.output;
+        const controller = new AbortController();
+        const stop = (): void => {
+          if (controller.signal.aborted) process.exit(130);
+          process.stderr.write(
+            '\nstopping: finishing in-flight requests, then the stack (Ctrl-C again to quit)\n',
+          );
+          controller.abort();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+        const tty = process.stderr.isTTY === true;
+        const showProgress = flags.progress !== false;
+        const result = await runCompare(
+          {
+            configs: (flags.configs ?? '').split(',').filter((c) => c.trim() !== ''),
+            bench,
+            stack,
+            ...(typeof bOut === 'string' ? { output: bOut } : {}),
+          },
+          {
+            signal: controller.signal,
+            onStackUp: (t, url, i, n) => {
+              if (showProgress) process.stderr.write(`[${i + 1}/${n}] ${t.name}: stack up at ${url}\n`);
+            },
+            onProgress: (t, p) => {
+              if (!showProgress) return;
+              const line = `${t.name} ${progressLine(p)}`;
+              process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
+            },
+            onRunDone: (r) => {
+              if (tty && showProgress) process.stderr.write('\n');
+              if (showProgress) {
+                process.stderr.write(
+                  `${r.name}: done in ${r.bench_s.toFixed(0)} s (stack start ${r.startup_s.toFixed(1)} s)\n`,
+                );
+              }
+            },
+          },
+        );
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        process.stdout.write(compareTable(result.runs) + '\n');
+        for (const r of result.runs) {
+          const failures = Object.entries(r.summary.aggregate.requests.failures_by_status);
+          if (failures.length > 0) {
+            process.stdout.write(
+              `${r.name} failures: ${failures.map(([k, v]) => `${k} × ${v}`).join(', ')}\n`,
+            );
+          }
+        }
+        if (result.files !== null) {
+          process.stdout.write(
+            `results in ${result.files.dir}: compare.svg, compare.json, compare.md, one folder per configuration\n`,
+          );
+        }
+      } catch (err) {
+        if (err instanceof LlmdError) {
+          process.stderr.write(`llmd bench compare: ${err.message}\n`);
           process.exitCode = 2;
           return;
         }

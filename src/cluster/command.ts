@@ -71,15 +71,21 @@ export interface UpResult {
   readonly supervisor: Supervisor;
 }
 
+/** Where the components' entry point and watchdog are (default: next to this module, in dist/). */
+export interface StackPaths {
+  readonly cli?: string;
+  readonly preload?: string | null;
+}
+
 /** Starts the stack; on a component that fails to come up, stops what started and rethrows. */
-export async function startStack(t: Topology, logger: Logger): Promise<UpResult> {
+export async function startStack(t: Topology, logger: Logger, paths: StackPaths = {}): Promise<UpResult> {
   const ports = await freePorts(portsNeeded(t));
   const p = plan(t, ports);
   await checkEppConfig(substitute([p.eppConfig], INDEXER_URL_PLACEHOLDER, 'http://127.0.0.1:1')[0]!);
   const supervisor = new Supervisor(
     {
-      cli: CLI,
-      preload: WATCHDOG,
+      cli: paths.cli ?? CLI,
+      preload: paths.preload === undefined ? WATCHDOG : paths.preload,
       logger,
       write: (line) => process.stderr.write(line + '\n'),
       shownLevel: t.logLevel,
