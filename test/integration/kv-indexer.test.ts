@@ -121,7 +121,7 @@ async function expectIndexEqualsCaches(
       last = `servers ${JSON.stringify(a)} index ${JSON.stringify(b)}`;
       return JSON.stringify(a) === JSON.stringify(b);
     },
-    10_000,
+    20_000,
     'the index to match every server',
   ).catch((err: Error) => {
     throw new Error(`${err.message}: ${last}`);
