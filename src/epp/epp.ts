@@ -22,6 +22,7 @@ import type { Endpoint } from './framework/endpoint.js';
 import { Http1Server } from '../core/http1/server.js';
 import { Gateway } from './gateway/gateway.js';
 import { DEFAULT_UPSTREAM_OPTIONS, Upstreams } from './gateway/upstreams.js';
+import { startExtProc, type RunningExtProc } from './extproc/server.js';
 import { Director, type SaturationDetector } from './handling/director.js';
 import { EppMetrics } from './metrics.js';
 import { ApproxPrefixCacheProducer } from './plugins/producer/approx-prefix-cache.js';
@@ -39,6 +40,12 @@ export const EppOptionsSchema = z
     gatewayHost: z.string().default('0.0.0.0'),
     /** 0 picks a free port; null disables the gateway. */
     gatewayPort: z.number().int().min(0).max(65535).nullable().default(8080),
+    /** Envoy ext_proc (gRPC); 0 picks a free port; null disables it. */
+    grpcHost: z.string().default('0.0.0.0'),
+    grpcPort: z.number().int().min(0).max(65535).nullable().default(null),
+    /** gRPC health service (`grpc.health.v1`); only with `grpcPort`. */
+    grpcHealthPort: z.number().int().min(0).max(65535).nullable().default(null),
+    disableEndpointSubsetFilter: z.boolean().default(false),
     metricsHost: z.string().default('0.0.0.0'),
     metricsPort: z.number().int().min(0).max(65535).nullable().default(9090),
     refreshMetricsIntervalMs: z.number().min(MIN_TICK_MS).default(MIN_TICK_MS),
@@ -68,6 +75,10 @@ export interface RunningEpp {
   /** The gateway's base URL, when it runs. */
   readonly url: string | null;
   readonly metricsUrl: string | null;
+  /** The ext_proc port and the gRPC health port, when they run. */
+  readonly grpcPort: number | null;
+  readonly grpcHealthPort: number | null;
+  readonly extProc: RunningExtProc | null;
   readonly config: EppConfig;
   readonly datastore: Datastore;
   readonly director: Director;
@@ -195,6 +206,31 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
     const port = await gatewayServer.listen(opts.gatewayPort, opts.gatewayHost);
     url = urlOf(opts.gatewayHost, port);
   }
+  let extProc: RunningExtProc | null = null;
+  if (opts.grpcPort !== null) {
+    const rng = new Rng(opts.seed);
+    try {
+      extProc = await startExtProc({
+        director,
+        endpoints: datastore,
+        metrics,
+        logger: log,
+        clock,
+        random: () => rng.next(),
+        maxRequestBodyBytes: opts.maxRequestBodyBytes,
+        disableSubsetFilter: opts.disableEndpointSubsetFilter,
+        host: opts.grpcHost,
+        port: opts.grpcPort,
+        healthPort: opts.grpcHealthPort,
+        ready: () => discovered,
+      });
+    } catch (err) {
+      await gatewayServer?.close();
+      upstreams.close();
+      await config.close();
+      throw err;
+    }
+  }
   let metricsUrl: string | null = null;
   if (opts.metricsPort !== null) {
     const server = createServer((req, res) => {
@@ -225,6 +261,8 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
     {
       url,
       metrics_url: metricsUrl,
+      grpc_port: extProc?.port ?? null,
+      grpc_health_port: extProc?.healthPort ?? null,
       endpoints: datastore.list().length,
       profiles: [...config.profiles.keys()],
       profile_handler: config.profileHandler.typedName.type,
@@ -237,6 +275,9 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
   return {
     url,
     metricsUrl,
+    grpcPort: extProc?.port ?? null,
+    grpcHealthPort: extProc?.healthPort ?? null,
+    extProc,
     config,
     datastore,
     director,
@@ -248,6 +289,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
         await discovery?.stop();
         await Promise.all([
           gatewayServer?.close(),
+          extProc?.close(),
           ...servers.map(
             (s) =>
               new Promise<void>((resolve) => {
