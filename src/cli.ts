@@ -4,7 +4,7 @@
  * cleanly on SIGINT/SIGTERM. Flag names and defaults follow the upstream tools (vLLM for `serve`).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { LlmdError } from './core/errors.js';
+import { ConfigError, LlmdError } from './core/errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './core/log.js';
 import {
   KvEventsConfigSchema,
@@ -198,6 +198,12 @@ function serveCommand(): Command {
     });
 }
 
+function bool(value: string): boolean {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw new InvalidArgumentError('must be true or false');
+}
+
 function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535)
@@ -225,6 +231,11 @@ interface EppFlags {
   gatewayHost: string;
   gatewayPort: number;
   gateway: boolean;
+  grpcPort?: number;
+  grpcHealthPort?: number;
+  grpcHost: string;
+  disableEndpointSubsetFilter?: boolean;
+  secureServing: boolean;
   metricsPort: number;
   refreshMetricsInterval: number;
   metricsStalenessThreshold: number;
@@ -251,6 +262,20 @@ function eppCommand(): Command {
     .option('--gateway-host <host>', 'address the gateway listens on', '0.0.0.0')
     .option('--gateway-port <port>', 'OpenAI-compatible gateway port (0 picks a free one)', port, 8080)
     .option('--no-gateway', 'do not serve the HTTP gateway')
+    .option('--grpc-port <port>', 'Envoy ext_proc gRPC port (upstream uses 9002; off unless given)', port)
+    .option(
+      '--grpc-health-port <port>',
+      'gRPC health service port (upstream uses 9003; off unless given)',
+      port,
+    )
+    .option('--grpc-host <host>', 'address the gRPC servers listen on', '0.0.0.0')
+    .option('--disable-endpoint-subset-filter', "ignore the proxy's endpoint subset hint")
+    .option(
+      '--secure-serving <bool>',
+      'TLS on ext_proc (upstream defaults to true with a self-signed certificate; not supported here)',
+      bool,
+      false,
+    )
     .option('--metrics-port <port>', 'Prometheus metrics port', port, 9090)
     .option(
       '--refresh-metrics-interval <duration>',
@@ -267,6 +292,15 @@ function eppCommand(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .action(async (flags: EppFlags) => {
       const logger = createLogger(flags.logLevel, 'epp');
+      if (flags.secureServing) {
+        throw new ConfigError(
+          '--secure-serving=true is not supported: run ext_proc in plaintext (--secure-serving=false) behind a local proxy',
+          'secureServing',
+        );
+      }
+      if (flags.grpcHealthPort !== undefined && flags.grpcPort === undefined) {
+        throw new ConfigError('--grpc-health-port needs --grpc-port', 'grpcHealthPort');
+      }
       const running = await startEpp(
         {
           configFile: flags.configFile,
@@ -275,6 +309,10 @@ function eppCommand(): Command {
           endpointsFile: flags.endpointsFile,
           gatewayHost: flags.gatewayHost,
           gatewayPort: flags.gateway ? flags.gatewayPort : null,
+          grpcHost: flags.grpcHost,
+          grpcPort: flags.grpcPort ?? null,
+          grpcHealthPort: flags.grpcHealthPort ?? null,
+          disableEndpointSubsetFilter: flags.disableEndpointSubsetFilter ?? false,
           metricsPort: flags.metricsPort,
           refreshMetricsIntervalMs: flags.refreshMetricsInterval,
           metricsStalenessMs: flags.metricsStalenessThreshold,
