@@ -152,6 +152,10 @@ class ProcessStream {
       case 'response_body':
         return this.responseBody(m.response_body ?? {});
       case 'response_trailers':
+        // A buffered body ends with the trailers: send it first (Header → Body → Trailer).
+        if (this.phase === 'response' && this.sse === null && this.json !== null && this.jsonBytes > 0) {
+          this.sendResponseBody(this.rewriteModel(Buffer.concat(this.json, this.jsonBytes)), false);
+        }
         this.complete();
         this.write({ response_trailers: {} });
         return;

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServe, type RunningServe } from '../../../src/engine/serve.js';
 import { startEpp, type RunningEpp } from '../../../src/epp/epp.js';
 import { protos } from '../../../src/epp/extproc/protocol.js';
+import { INFLIGHT_LOAD_ATTR } from '../../../src/epp/framework/data-keys.js';
 import { waitFor } from '../../helpers/wait.js';
 import {
   bodiesOf,
@@ -178,6 +179,29 @@ describe('ext_proc routing', () => {
     await done;
   });
 
+  it('takes request trailers as the end of the body, and answers each trailer phase', async () => {
+    const raw = JSON.stringify({ model: MODEL, prompt: 'trailers', max_tokens: 1 });
+    const r = await exchange(client, [
+      headers(reqHeaders()),
+      body(raw, false),
+      { request_trailers: { trailers: { headers: [] } } },
+      responseHeaders({ ':status': '200', 'content-type': 'application/json' }),
+      responseBody('{}', false),
+      { response_trailers: { trailers: { headers: [] } } },
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.responses.map((x) => Object.keys(x).filter((k) => k !== 'dynamic_metadata')[0])).toEqual([
+      'request_headers',
+      'request_body',
+      'request_trailers',
+      'response_headers',
+      'response_body',
+      'response_trailers',
+    ]);
+    expect(bodiesOf(r.responses, 'response_body').body.toString()).toBe('{}');
+    expect(bodiesOf(r.responses, 'request_body').body.toString()).toBe(raw);
+  });
+
   it('answers a header-only request at once with some endpoint', async () => {
     const r = await exchange(client, [headers({ ':method': 'GET', ':path': '/v1/models' }, true)]);
     expect(r.code).toBe(0);
@@ -321,6 +345,54 @@ schedulingProfiles:
     await waitFor(() => got.length >= 2, 2000);
     routed.cancel();
     await waitFor(() => epp.extProc!.handler.active.size === 0, 2000);
+  });
+});
+
+describe('ext_proc cancellation', () => {
+  it('a stream cancelled after routing, or mid-response, releases its in-flight load', async () => {
+    const e = await startEpp({
+      gatewayPort: null,
+      metricsPort: null,
+      grpcHost: '127.0.0.1',
+      grpcPort: 0,
+      endpoints: [hostPort(serves[0]!, HOSTS[0]!)],
+      logLevel: 'silent',
+      configText: `
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: inflight-load-producer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: max-score-picker
+`,
+    });
+    const c = connect(e.grpcPort!);
+    const inflight = () => e.datastore.list()[0]!.attributes.get(INFLIGHT_LOAD_ATTR)?.requests ?? 0;
+    try {
+      for (const midResponse of [false, true]) {
+        const call = c.Process();
+        call.on('error', () => undefined);
+        const got: unknown[] = [];
+        call.on('data', (d) => got.push(d));
+        call.write(headers(reqHeaders()));
+        call.write(body(JSON.stringify({ model: MODEL, prompt: 'c', max_tokens: 1 }), true));
+        await waitFor(() => got.length >= 2, 2000);
+        if (midResponse) {
+          call.write(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }));
+          call.write(responseBody('data: {}\n\n', false));
+          await waitFor(() => got.length >= 4, 2000);
+        }
+        expect(inflight()).toBe(1);
+        call.cancel();
+        await waitFor(() => inflight() === 0 && e.extProc!.handler.active.size === 0, 2000);
+      }
+    } finally {
+      c.close();
+      await e.close();
+    }
   });
 });
 
