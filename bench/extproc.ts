@@ -6,14 +6,15 @@
  *    re-emitted body (≤ 62000-byte chunks) are back — the time Envoy holds the request;
  *  - full exchange: the same plus response headers and a small JSON body through the response phase;
  *  - the director alone (parse, tokenize, prefix hashing, scheduling) on the same bodies, in process;
- *  - for scale, a bare grpc-js server on the same service that answers the last body message at once
- *    with one empty body response: the floor a gRPC stream per request costs on this machine.
+ *  - for scale, a bare grpc-js server on the same service that, at the body's end, sends back an empty
+ *    headers response and the body in the same chunks, with no parsing or scheduling: the floor that a
+ *    gRPC stream per request and the body's round trip cost on this machine.
  * p50 and p99 in milliseconds.
  */
 import * as grpc from '@grpc/grpc-js';
 import { startServe, type RunningServe } from '../src/engine/serve.js';
 import { startEpp } from '../src/epp/epp.js';
-import { protos } from '../src/epp/extproc/protocol.js';
+import { bodyChunks, protos } from '../src/epp/extproc/protocol.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const WARMUP = 50;
@@ -151,12 +152,15 @@ async function main(): Promise<void> {
   const bare = new grpc.Server();
   bare.addService(protos().extProc, {
     Process: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => {
+      const held: Buffer[] = [];
       call.on('data', (m: Record<string, unknown>) => {
-        const b = m.request_body as { end_of_stream?: boolean } | undefined;
+        const b = m.request_body as { body?: Buffer; end_of_stream?: boolean } | undefined;
+        if (b?.body) held.push(b.body);
         if (b?.end_of_stream) {
-          call.write({
-            request_body: { response: { body_mutation: { streamed_response: { end_of_stream: true } } } },
-          });
+          call.write({ request_headers: { response: { clear_route_cache: true } } });
+          for (const c of bodyChunks(Buffer.concat(held), true)) {
+            call.write({ request_body: { response: { body_mutation: { streamed_response: c } } } });
+          }
         }
         if (m.response_body) call.end();
       });
