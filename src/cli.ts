@@ -4,7 +4,7 @@
  * cleanly on SIGINT/SIGTERM. Flag names and defaults follow the upstream tools (vLLM for `serve`).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, LlmdError } from './core/errors.js';
+import { LlmdError } from './core/errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './core/log.js';
 import {
   KvEventsConfigSchema,
@@ -236,6 +236,7 @@ interface EppFlags {
   grpcHost: string;
   disableEndpointSubsetFilter?: boolean;
   secureServing: boolean;
+  certPath?: string;
   metricsPort: number;
   refreshMetricsInterval: number;
   metricsStalenessThreshold: number;
@@ -272,10 +273,11 @@ function eppCommand(): Command {
     .option('--disable-endpoint-subset-filter', "ignore the proxy's endpoint subset hint")
     .option(
       '--secure-serving <bool>',
-      'TLS on ext_proc (upstream defaults to true with a self-signed certificate; not supported here)',
+      'TLS on ext_proc with the certificate of --cert-path (upstream defaults to true, self-signed)',
       bool,
       false,
     )
+    .option('--cert-path <dir>', 'directory with tls.crt and tls.key for --secure-serving')
     .option('--metrics-port <port>', 'Prometheus metrics port', port, 9090)
     .option(
       '--refresh-metrics-interval <duration>',
@@ -292,15 +294,6 @@ function eppCommand(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .action(async (flags: EppFlags) => {
       const logger = createLogger(flags.logLevel, 'epp');
-      if (flags.secureServing) {
-        throw new ConfigError(
-          '--secure-serving=true is not supported: run ext_proc in plaintext (--secure-serving=false) behind a local proxy',
-          'secureServing',
-        );
-      }
-      if (flags.grpcHealthPort !== undefined && flags.grpcPort === undefined) {
-        throw new ConfigError('--grpc-health-port needs --grpc-port', 'grpcHealthPort');
-      }
       const running = await startEpp(
         {
           configFile: flags.configFile,
@@ -313,6 +306,8 @@ function eppCommand(): Command {
           grpcPort: flags.grpcPort ?? null,
           grpcHealthPort: flags.grpcHealthPort ?? null,
           disableEndpointSubsetFilter: flags.disableEndpointSubsetFilter ?? false,
+          secureServing: flags.secureServing,
+          certPath: flags.certPath,
           metricsPort: flags.metricsPort,
           refreshMetricsIntervalMs: flags.refreshMetricsInterval,
           metricsStalenessMs: flags.metricsStalenessThreshold,

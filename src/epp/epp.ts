@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../core/log.js';
@@ -46,6 +47,9 @@ export const EppOptionsSchema = z
     /** gRPC health service (`grpc.health.v1`); only with `grpcPort`. */
     grpcHealthPort: z.number().int().min(0).max(65535).nullable().default(null),
     disableEndpointSubsetFilter: z.boolean().default(false),
+    /** TLS on ext_proc, with `tls.crt` and `tls.key` from `certPath` (no self-signed certificate is made). */
+    secureServing: z.boolean().default(false),
+    certPath: z.string().optional(),
     metricsHost: z.string().default('0.0.0.0'),
     metricsPort: z.number().int().min(0).max(65535).nullable().default(9090),
     refreshMetricsIntervalMs: z.number().min(MIN_TICK_MS).default(MIN_TICK_MS),
@@ -66,6 +70,14 @@ export const EppOptionsSchema = z
   .refine((o) => o.configText === undefined || o.configFile === undefined, {
     message: '--config-file and --config-text are mutually exclusive',
     path: ['configFile'],
+  })
+  .refine((o) => !o.secureServing || o.certPath !== undefined, {
+    message: '--secure-serving needs --cert-path (a directory with tls.crt and tls.key)',
+    path: ['certPath'],
+  })
+  .refine((o) => o.grpcHealthPort === null || o.grpcPort !== null, {
+    message: '--grpc-health-port needs --grpc-port',
+    path: ['grpcHealthPort'],
   });
 
 export type EppOptionsInput = z.input<typeof EppOptionsSchema>;
@@ -96,6 +108,18 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
   const opts = parsed.data;
   const log = logger ?? createLogger(opts.logLevel, 'epp');
   const clock = (): number => performance.now();
+
+  let tls: { cert: Buffer; key: Buffer } | null = null;
+  if (opts.secureServing && opts.certPath !== undefined) {
+    try {
+      tls = {
+        cert: readFileSync(join(opts.certPath, 'tls.crt')),
+        key: readFileSync(join(opts.certPath, 'tls.key')),
+      };
+    } catch (err) {
+      throw new ConfigError(`--cert-path ${opts.certPath}: ${(err as Error).message}`, 'certPath');
+    }
+  }
 
   const datastore = new Datastore({ logger: log });
   let text = opts.configText;
@@ -222,6 +246,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
         host: opts.grpcHost,
         port: opts.grpcPort,
         healthPort: opts.grpcHealthPort,
+        tls,
         ready: () => discovered,
       });
     } catch (err) {

@@ -513,6 +513,8 @@ export interface GrpcServeOptions extends ExtProcOptions {
   readonly healthPort: number | null;
   /** Pool discovered and plugins ready: the ext_proc service reports SERVING. */
   readonly ready: () => boolean;
+  /** PEM certificate and key: ext_proc over TLS (ALPN h2); null: plaintext. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | null;
   readonly maxRecvMessageBytes?: number;
   readonly maxSendMessageBytes?: number;
 }
@@ -536,7 +538,14 @@ export async function startExtProc(opts: GrpcServeOptions): Promise<RunningExtPr
   };
   const server = new grpc.Server(serverOptions);
   server.addService(p.extProc, { Process: handler.process });
-  const port = await bind(server, opts.host, opts.port);
+  const creds = opts.tls
+    ? grpc.ServerCredentials.createSsl(
+        null,
+        [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }],
+        false,
+      )
+    : grpc.ServerCredentials.createInsecure();
+  const port = await bind(server, opts.host, opts.port, creds);
 
   let draining = false;
   const status = (service: string): number => {
@@ -563,7 +572,7 @@ export async function startExtProc(opts: GrpcServeOptions): Promise<RunningExtPr
       },
     });
     try {
-      healthPort = await bind(health, opts.host, opts.healthPort);
+      healthPort = await bind(health, opts.host, opts.healthPort, grpc.ServerCredentials.createInsecure());
     } catch (err) {
       server.forceShutdown();
       throw err;
@@ -589,10 +598,15 @@ export async function startExtProc(opts: GrpcServeOptions): Promise<RunningExtPr
   };
 }
 
-function bind(server: grpc.Server, host: string, port: number): Promise<number> {
+function bind(
+  server: grpc.Server,
+  host: string,
+  port: number,
+  creds: grpc.ServerCredentials,
+): Promise<number> {
   const h = host.includes(':') ? `[${host}]` : host;
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${h}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(`${h}:${port}`, creds, (err, bound) => {
       if (err) reject(err);
       else resolve(bound);
     });
