@@ -107,6 +107,8 @@ class Fifo<T> {
   }
 }
 
+/** How often a server with lost writes checks whether the index answers again. */
+const RESYNC_RETRY_MS = 250;
 const RESET: Task = { kind: TaskKind.Reset, msg: null, forgetGroups: false };
 const RESTART: Task = { kind: TaskKind.Reset, msg: null, forgetGroups: true };
 
@@ -121,6 +123,8 @@ class ServerStream {
   model: string;
   replayEndpoint: string | null;
   replaying = false;
+  /** A resync of lost writes is scheduled. */
+  resyncTimer: NodeJS.Timeout | null = null;
   /** The replay now running was started from this sequence. */
   replayFrom = 0;
   /** It delivered a message already (a later hole is an error; a first one is a lost head). */
@@ -283,6 +287,8 @@ export class KvEventPool {
     this.closed = true;
     for (const s of this.streams.values()) {
       s.replayAbandoned = s.replaying;
+      if (s.resyncTimer !== null) clearTimeout(s.resyncTimer);
+      s.resyncTimer = null;
       s.held = [];
       s.queue.clear();
       this.wakeSpace(s);
@@ -353,19 +359,9 @@ export class KvEventPool {
       this.hold(s, m);
       return;
     }
-    if (s.state.lost && this.applier.indexAvailable()) {
-      // Writes were lost while the index was unreachable (and a restarted Redis may have lost all):
-      // the server starts over in the index, from the oldest batch its replay buffer still has.
-      s.state.lost = false;
-      if (this.canReplay(s)) {
-        this.counters.resets++;
-        s.lastApplied = -1;
-        this.enqueue(s, RESET);
-        this.startReplay(s, 0);
-        this.hold(s, m);
-        return;
-      }
-      this.rebuild(s);
+    if (s.state.lost && this.applier.indexAvailable() && this.resync(s)) {
+      this.hold(s, m);
+      return;
     }
     if (s.queue.size >= this.maxQueued) {
       // Not applied: lastApplied stays, so the next message shows the hole.
@@ -374,6 +370,39 @@ export class KvEventPool {
     }
     s.lastApplied = m.seq;
     this.enqueue(s, { kind: TaskKind.Message, msg: m, forgetGroups: false });
+  }
+
+  /**
+   * Writes were lost while the index was unreachable (and a restarted Redis may have lost all): the
+   * server starts over in the index, from the oldest batch its replay buffer still has (true: a
+   * replay started), or cleared and rebuilt from what follows (false).
+   */
+  private resync(s: ServerStream): boolean {
+    s.state.lost = false;
+    if (this.canReplay(s)) {
+      this.counters.resets++;
+      s.lastApplied = -1;
+      this.enqueue(s, RESET);
+      this.startReplay(s, 0);
+      return true;
+    }
+    this.rebuild(s);
+    return false;
+  }
+
+  /** A server that lost writes and then went quiet is resynced once the index answers again. */
+  private scheduleResync(s: ServerStream): void {
+    if (s.resyncTimer !== null || this.closed || s.removed) return;
+    s.resyncTimer = setTimeout(() => {
+      s.resyncTimer = null;
+      if (this.closed || s.removed || !s.state.lost) return;
+      if (s.replaying || s.draining || !this.applier.indexAvailable()) {
+        this.scheduleResync(s);
+        return;
+      }
+      this.resync(s);
+    }, RESYNC_RETRY_MS);
+    s.resyncTimer.unref();
   }
 
   /** The engine restarted (its numbering went back): what it held is gone. */
@@ -516,6 +545,7 @@ export class KvEventPool {
   /** A server's queue ran dry: wake who waits for that, and forget it if it was removed. */
   private drained(s: ServerStream): void {
     this.wakeSpace(s);
+    if (s.state.lost) this.scheduleResync(s);
     if (s.removed && this.streams.get(s.id) === s) this.streams.delete(s.id);
     if (s.drainWaiters.length > 0) {
       const w = s.drainWaiters;

@@ -9,6 +9,7 @@ import type { KeyType, KvBlockIndex, PodEntry } from '../../../src/kvcache/index
 import { MemoryIndex } from '../../../src/kvcache/index/memory.js';
 import { TokenProcessor, type KeyList } from '../../../src/kvcache/keys.js';
 import { entry, expectIndex, ExpectedIndex } from './index-state.js';
+import { waitFor } from '../../helpers/wait.js';
 
 const MODEL = 'm';
 const A = 'a:8000';
@@ -297,6 +298,27 @@ describe('KvEventPool: replay', () => {
     replay.calls[0]!.resolve({ ok: true, delivered: 4 });
     await pool.idle();
     expectIndex(flaky.inner, holding({ [A]: [0, 1, 2, 3] }));
+  });
+
+  it('resyncs a server that lost writes and then went quiet, once the index answers', async () => {
+    const replay = new FakeReplay();
+    const flaky = new FlakyIndex();
+    const { pool, push } = setup({ replay, index: flaky, replayEndpointFor: () => 'tcp://r:1' });
+    push(A, 0);
+    await pool.idle();
+    flaky.down = true;
+    push(A, 1);
+    await pool.idle();
+    flaky.down = false;
+    flaky.inner.clear(A);
+    // No further batch arrives: the pool asks for the replay by itself.
+    await waitFor(() => replay.calls.length === 1, 5000, 'the resync replay');
+    expect(replay.calls[0]!.from).toBe(0);
+    for (const n of [0, 1]) await replay.calls[0]!.onMessage(n, payload(A, n), null);
+    replay.calls[0]!.resolve({ ok: true, delivered: 2 });
+    await pool.idle();
+    expectIndex(flaky.inner, holding({ [A]: [0, 1] }));
+    pool.close();
   });
 
   it('after writes failed, without a replay endpoint, clears the server and rebuilds it from live batches', async () => {
