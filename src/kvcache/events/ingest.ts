@@ -80,6 +80,9 @@ export class KvEventIngest {
     const subOpts = {
       topicFilter: opts.topicFilter ?? DEFAULT_TOPIC_FILTER,
       retryIntervalMs: opts.retryIntervalMs,
+      onConnect: (source: string | null, first: boolean) => {
+        if (source !== null) this.pool.connected(source, first);
+      },
       logger: log,
     };
     this.central =

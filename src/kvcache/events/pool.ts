@@ -15,7 +15,10 @@
  *  - a gap (a number beyond the next) → replayed from the first missing one; without a replay
  *    endpoint (or after a failed replay, during the cool-down) the entries are cleared and rebuilt from
  *    live events, since missed removals would otherwise leave blocks the server no longer has;
- *  - first contact mid-stream (a first number above 0) → replayed from 0 when possible.
+ *  - first contact mid-stream (a first number above 0) → replayed from 0 when possible;
+ *  - a dialled connection made again → cleared, then replayed from 0 when possible: the process
+ *    behind it may be a new one whose numbering has already passed the old one's (its first batches
+ *    went out before the socket reconnected), which the two rules above would take for a gap.
  * While a server replays, its live messages wait (bounded), then go through the same rules, so those
  * the replay covered are dropped as duplicates. A full queue drops the message and counts it; the
  * next one then shows the gap.
@@ -131,6 +134,12 @@ class ServerStream {
   replayStarted = false;
   /** Its messages are no longer wanted (the engine restarted, the server went, the pool closed). */
   replayAbandoned = false;
+  /** Once the abandoned replay ends, one from 0 is started (a reconnect came during it). */
+  replayAgain = false;
+  /** A replay of this server completed. */
+  replayedOnce = false;
+  /** The model replies without a topic belong to is known (declared, or from a live message). */
+  modelKnown = false;
   /** Live messages held during the replay. */
   held: Message[] = [];
   /** No replay is asked of this server before this time (after a failure). */
@@ -222,11 +231,36 @@ export class KvEventPool {
     const s = this.streams.get(id);
     if (s !== undefined && !s.removed) {
       s.replayEndpoint = replayEndpoint;
-      if (model !== null) s.model = model;
+      if (model !== null) {
+        s.model = model;
+        s.modelKnown = true;
+      }
       return;
     }
     const created = this.create(id, model ?? this.defaultModel, replayEndpoint);
-    if (created !== null && proactiveReplay && this.canReplay(created)) this.startReplay(created, 0);
+    if (created === null) return;
+    created.modelKnown = model !== null;
+    if (proactiveReplay && this.canReplay(created)) this.startReplay(created, 0);
+  }
+
+  /**
+   * A dialled server's connection was made. The first one needs nothing when the replay on connect
+   * runs or ran, or events already flow; else that replay found no server, and is asked now. Any later one may lead to a new process whose first batches went out
+   * before the socket reconnected, so that its numbering has already passed the old one's: neither
+   * the restart rule nor the gap rule can tell, so the server starts over, from 0 when it can replay.
+   */
+  connected(id: string, first: boolean): void {
+    if (this.closed) return;
+    const s = this.streams.get(id);
+    if (s === undefined || s.removed) return;
+    if (first) {
+      if (s.replaying || s.replayedOnce || s.lastApplied >= 0) return;
+      // The replay on connect found no server yet: now there is one.
+      s.coolUntil = 0;
+    } else this.restarted(s);
+    if (!s.modelKnown || !this.canReplay(s)) return;
+    if (s.replaying) s.replayAgain = true;
+    else this.startReplay(s, 0);
   }
 
   /**
@@ -273,6 +307,7 @@ export class KvEventPool {
     }
     s.lastLive = seq;
     s.model = t.model;
+    s.modelKnown = true;
     this.admit(s, { seq, model: t.model, payload });
   }
 
@@ -486,11 +521,18 @@ export class KvEventPool {
     }
     const abandoned = s.replayAbandoned;
     s.replayAbandoned = false;
+    if (abandoned && s.replayAgain) {
+      s.replayAgain = false;
+      this.startReplay(s, 0);
+      return;
+    }
     if (!abandoned) {
       // Nothing at all from a replay asked to fill a hole: the publisher cannot fill it.
       const ok = r.ok && (s.replayStarted || s.replayFrom === 0);
-      if (ok) this.counters.replaysCompleted++;
-      else {
+      if (ok) {
+        this.counters.replaysCompleted++;
+        s.replayedOnce = true;
+      } else {
         this.counters.replaysFailed++;
         s.coolUntil = this.now() + this.replay!.limits.cooldownMs;
         // The index may miss what the replay was to bring: start over from the live stream.

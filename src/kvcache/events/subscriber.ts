@@ -31,6 +31,11 @@ export interface SubscriberOptions {
   readonly retryIntervalMs?: number;
   /** Messages the socket buffers before ZMQ drops (vLLM's PUB keeps 100 000). */
   readonly receiveHighWaterMark?: number;
+  /**
+   * A dialling socket's connection was made: `first` for the first one of this subscriber, false for
+   * each one after (the server came back, perhaps as a new process). Not called for a bound socket.
+   */
+  readonly onConnect?: (source: string | null, first: boolean) => void;
   readonly logger?: Logger;
 }
 
@@ -53,6 +58,8 @@ export class ZmqSubscriber {
   private readonly retryMs: number;
   private readonly hwm: number;
   private readonly log: Logger;
+  private readonly onConnect: ((source: string | null, first: boolean) => void) | null;
+  private connectedBefore = false;
 
   constructor(
     readonly endpoint: string,
@@ -67,6 +74,7 @@ export class ZmqSubscriber {
     this.retryMs = opts.retryIntervalMs ?? DEFAULT_RETRY_INTERVAL_MS;
     this.hwm = opts.receiveHighWaterMark ?? DEFAULT_RECEIVE_HWM;
     this.log = opts.logger ?? silentLogger();
+    this.onConnect = opts.onConnect ?? null;
   }
 
   /** The address as bound (a wildcard port resolved); null while not bound or when dialling. */
@@ -102,7 +110,10 @@ export class ZmqSubscriber {
           if (this.mode === 'bind') {
             await sock.bind(this.endpoint);
             this.bound = sock.lastEndpoint ?? null;
-          } else sock.connect(this.endpoint);
+          } else {
+            if (this.onConnect !== null) sock.events.on('connect', this.connected);
+            sock.connect(this.endpoint);
+          }
           sock.subscribe(this.filter);
           ready = true;
         } catch (err) {
@@ -134,6 +145,13 @@ export class ZmqSubscriber {
       if (first) firstTried();
     }
   }
+
+  private readonly connected = (): void => {
+    if (this.closed) return;
+    const first = !this.connectedBefore;
+    this.connectedBefore = true;
+    this.onConnect!(this.source, first);
+  };
 
   private async receive(sock: Subscriber): Promise<void> {
     try {

@@ -9,7 +9,7 @@ import { KvEventIngest, type KvEventIngestOptions } from '../../../src/kvcache/e
 import { MemoryIndex } from '../../../src/kvcache/index/memory.js';
 import { TokenProcessor } from '../../../src/kvcache/keys.js';
 import { waitFor } from '../../helpers/wait.js';
-import { entry, expectIndex, ExpectedIndex } from './index-state.js';
+import { entry, expectIndex, ExpectedIndex, indexState } from './index-state.js';
 import { Prompt, PyPublisher, pythonWithZmq } from './py-publisher.js';
 
 const MODEL = 'm';
@@ -194,5 +194,38 @@ describe.skipIf(!pythonWithZmq())('KV-event faults over ZMQ', () => {
     await applied(ingest, 5);
     expectIndex(index, new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A)));
     expect(ingest.stats()).toMatchObject({ resets: 1, replaysFailed: 0 });
+  });
+  it('a restart whose new numbering passed the old one before the socket reconnected is still caught', async () => {
+    const { ingest, index, tp } = setup();
+    await ingest.start();
+    const py = PyPublisher.start();
+    const a = await py.open('a', 'bind', ANY, ANY);
+    await ingest.ensure(A, a.endpoint, a.replay);
+    await waitFor(() => ingest.stats().replaysCompleted === 1, 10_000, 'the replay on connect');
+    await py.waitSubscribed('a');
+    const rng = new Rng(15);
+    const [a1, a2, a3, a4] = [0, 1, 2, 3].map(() => new Prompt(rng, 5, BS));
+    await py.publish(
+      'a',
+      topic(A),
+      [a1!, a2!, a3!].map((p) => ({ events: [p.stored(0, 5)] })),
+    );
+    await applied(ingest, 3);
+
+    await py.restart('a');
+    await py.waitSubscribed('a');
+    // Only the new process's fifth batch (seq 4, past the old process's last, 2) arrives live.
+    const batches = [0, 1, 2, 3, 4].map((i) => ({ events: [a4!.stored(i, i + 1)] }));
+    await py.publish('a', topic(A), batches, [0, 1, 2, 3]);
+    const want = new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A));
+    await waitFor(
+      async () => {
+        await ingest.idle();
+        return JSON.stringify(indexState(index)) === JSON.stringify(want.toRecord());
+      },
+      10_000,
+      'the index to hold exactly the new process',
+    ).catch(() => expectIndex(index, want));
+    expect(ingest.stats().replaysFailed).toBe(0);
   });
 });
