@@ -78,11 +78,9 @@ function benchMemoryPerBlock(n: number): { accountedBytes: number; heapBytes: nu
   }
   global.gc?.();
   const after = process.memoryUsage();
-  const grown =
-    after.heapUsed +
-    after.arrayBuffers +
-    after.external -
-    (before.heapUsed + before.arrayBuffers + before.external);
+  // `external` already includes `arrayBuffers` (Node's process.memoryUsage docs): adding both would
+  // count every typed array twice.
+  const grown = after.heapUsed + after.external - (before.heapUsed + before.external);
   const stats = idx.stats();
   return { accountedBytes: stats.bytes / n, heapBytes: grown / n };
 }
