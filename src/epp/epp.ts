@@ -6,7 +6,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../core/log.js';
@@ -23,7 +22,7 @@ import type { Endpoint } from './framework/endpoint.js';
 import { Http1Server } from '../core/http1/server.js';
 import { Gateway } from './gateway/gateway.js';
 import { DEFAULT_UPSTREAM_OPTIONS, Upstreams } from './gateway/upstreams.js';
-import { startExtProc, type RunningExtProc } from './extproc/server.js';
+import { loadExtProcCertificate, startExtProc, type RunningExtProc } from './extproc/server.js';
 import { Director, type SaturationDetector } from './handling/director.js';
 import { EppMetrics } from './metrics.js';
 import { ApproxPrefixCacheProducer } from './plugins/producer/approx-prefix-cache.js';
@@ -47,7 +46,7 @@ export const EppOptionsSchema = z
     /** gRPC health service (`grpc.health.v1`); only with `grpcPort`. */
     grpcHealthPort: z.number().int().min(0).max(65535).nullable().default(null),
     disableEndpointSubsetFilter: z.boolean().default(false),
-    /** TLS on ext_proc, with `tls.crt` and `tls.key` from `certPath` (no self-signed certificate is made). */
+    /** TLS on ext_proc, with `tls.crt` and `tls.key` from `certPath`, else a self-signed certificate. */
     secureServing: z.boolean().default(false),
     certPath: z.string().optional(),
     metricsHost: z.string().default('0.0.0.0'),
@@ -70,10 +69,6 @@ export const EppOptionsSchema = z
   .refine((o) => o.configText === undefined || o.configFile === undefined, {
     message: '--config-file and --config-text are mutually exclusive',
     path: ['configFile'],
-  })
-  .refine((o) => !o.secureServing || o.certPath !== undefined, {
-    message: '--secure-serving needs --cert-path (a directory with tls.crt and tls.key)',
-    path: ['certPath'],
   })
   .refine((o) => o.grpcHealthPort === null || o.grpcPort !== null, {
     message: '--grpc-health-port needs --grpc-port',
@@ -109,17 +104,8 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
   const log = logger ?? createLogger(opts.logLevel, 'epp');
   const clock = (): number => performance.now();
 
-  let tls: { cert: Buffer; key: Buffer } | null = null;
-  if (opts.secureServing && opts.certPath !== undefined) {
-    try {
-      tls = {
-        cert: readFileSync(join(opts.certPath, 'tls.crt')),
-        key: readFileSync(join(opts.certPath, 'tls.key')),
-      };
-    } catch (err) {
-      throw new ConfigError(`--cert-path ${opts.certPath}: ${(err as Error).message}`, 'certPath');
-    }
-  }
+  const tls =
+    opts.grpcPort !== null && opts.secureServing ? await loadExtProcCertificate(opts.certPath) : null;
 
   const datastore = new Datastore({ logger: log });
   let text = opts.configText;

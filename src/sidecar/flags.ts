@@ -158,7 +158,7 @@ export const SIDECAR_FLAGS: readonly FlagSpec[] = [
     kind: 'bool',
     def: 'false',
     help:
-      'serve HTTPS (with --cert-path, else a self-signed certificate made by openssl). llm-d defaults ' +
+      'serve HTTPS (with --cert-path, else a self-signed certificate). llm-d defaults ' +
       'this to true but its manifests turn it off; here it is off so that plain-HTTP clients such as ' +
       '`llmd epp` and `llmd up` reach the sidecar out of the box',
     apply: set('secureProxy'),

@@ -11,6 +11,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { LlmdError, PayloadTooLargeError, asLlmdError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { loadServingCertificate, type KeyPair } from '../../core/tls/self-signed.js';
 import type { Endpoint, EndpointSource } from '../framework/endpoint.js';
 import type { ResponseInfo } from '../framework/requestcontrol.js';
 import type { InferenceRequest } from '../framework/request.js';
@@ -500,6 +501,14 @@ function codeName(status: number): string {
   }
 }
 
+/**
+ * The ext_proc serving certificate (`--secure-serving`): `tls.crt` and `tls.key` from `certPath`, else
+ * self-signed with upstream's subject; Envoy's ext_proc cluster does not verify it.
+ */
+export function loadExtProcCertificate(certPath: string | undefined): Promise<KeyPair> {
+  return loadServingCertificate(certPath, { organization: 'Inference Ext', flag: '--secure-serving' });
+}
+
 export const HEALTH_SERVICES = ['liveness', 'readiness', '', EXT_PROC_SERVICE] as const;
 
 const SERVING = 1;
@@ -523,6 +532,8 @@ export interface RunningExtProc {
   readonly port: number;
   readonly healthPort: number | null;
   readonly handler: ExtProcHandler;
+  /** The PEM certificate ext_proc serves, when over TLS (a client may pin a self-signed one). */
+  readonly certificate: Buffer | null;
   /** From now on the ext_proc service reports NOT_SERVING (streams keep being served). */
   drain(): void;
   close(): Promise<void>;
@@ -583,6 +594,7 @@ export async function startExtProc(opts: GrpcServeOptions): Promise<RunningExtPr
     port,
     healthPort,
     handler,
+    certificate: opts.tls?.cert ?? null,
     drain() {
       draining = true;
       for (const w of watchers) w.write({ status: status(w.request.service ?? '') });
