@@ -50,6 +50,18 @@ async function applied(ingest: KvEventIngest, n: number): Promise<void> {
   await ingest.idle();
 }
 
+/** Waits until the index holds exactly `want` (replays may still be bringing it), else fails on it. */
+async function settlesTo(ingest: KvEventIngest, index: MemoryIndex, want: ExpectedIndex): Promise<void> {
+  await waitFor(
+    async () => {
+      await ingest.idle();
+      return JSON.stringify(indexState(index)) === JSON.stringify(want.toRecord());
+    },
+    10_000,
+    'the index to hold exactly what the server holds',
+  ).catch(() => expectIndex(index, want));
+}
+
 describe.skipIf(!pythonWithZmq())('KV-event faults over ZMQ', () => {
   it('a server that restarts (sequence back to 0) is cleared and rebuilt; another server is untouched', async () => {
     const { ingest, index, tp } = setup({ bindEndpoint: ANY, replay: false });
@@ -190,10 +202,11 @@ describe.skipIf(!pythonWithZmq())('KV-event faults over ZMQ', () => {
     await py.waitSubscribed('a');
     // The new process's first batch does not arrive live: its second one (seq 1 < 2) shows the restart.
     await py.publish('a', topic(A), [{ events: [a4!.stored(0, 2)] }, { events: [a4!.stored(2, 3)] }], [0]);
-    await waitFor(() => ingest.stats().replaysCompleted === 2, 10_000, 'the replay after the restart');
-    await applied(ingest, 5);
-    expectIndex(index, new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A)));
-    expect(ingest.stats()).toMatchObject({ resets: 1, replaysFailed: 0 });
+    // The reconnect and the numbering going back both start the server over (in either order).
+    await waitFor(() => ingest.stats().replaysCompleted >= 2, 10_000, 'the replay after the restart');
+    await settlesTo(ingest, index, new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A)));
+    expect(ingest.stats().resets).toBeGreaterThanOrEqual(1);
+    expect(ingest.stats().replaysFailed).toBe(0);
   });
   it('a restart whose new numbering passed the old one before the socket reconnected is still caught', async () => {
     const { ingest, index, tp } = setup();
@@ -217,15 +230,7 @@ describe.skipIf(!pythonWithZmq())('KV-event faults over ZMQ', () => {
     // Only the new process's fifth batch (seq 4, past the old process's last, 2) arrives live.
     const batches = [0, 1, 2, 3, 4].map((i) => ({ events: [a4!.stored(i, i + 1)] }));
     await py.publish('a', topic(A), batches, [0, 1, 2, 3]);
-    const want = new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A));
-    await waitFor(
-      async () => {
-        await ingest.idle();
-        return JSON.stringify(indexState(index)) === JSON.stringify(want.toRecord());
-      },
-      10_000,
-      'the index to hold exactly the new process',
-    ).catch(() => expectIndex(index, want));
+    await settlesTo(ingest, index, new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A)));
     expect(ingest.stats().replaysFailed).toBe(0);
   });
 });

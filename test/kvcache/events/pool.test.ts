@@ -450,6 +450,78 @@ describe('KvEventPool: replay', () => {
   });
 });
 
+describe('KvEventPool: connections of dialled servers', () => {
+  it('a first connection during or after the replay on connect changes nothing', async () => {
+    const replay = new FakeReplay();
+    const { pool, counters } = setup({ replay });
+    pool.ensureServer(A, 'tcp://a:1', MODEL, true);
+    pool.connected(A, true);
+    expect(replay.calls).toHaveLength(1);
+    replay.calls[0]!.resolve({ ok: true, delivered: 0 });
+    await pool.idle();
+    pool.connected(A, true);
+    expect(replay.calls).toHaveLength(1);
+    expect(counters.resets).toBe(0);
+  });
+
+  it('a first connection after the replay on connect found no server asks for it again', async () => {
+    const replay = new FakeReplay();
+    const { pool, counters } = setup({ replay, now: () => 0 });
+    pool.ensureServer(A, 'tcp://a:1', MODEL, true);
+    replay.calls[0]!.resolve({ ok: false, delivered: 0, reason: 'no-progress', detail: '' });
+    await pool.idle();
+    // Still cooling down from that failure, but the server is there now.
+    pool.connected(A, true);
+    expect(replay.calls.map((c) => c.from)).toEqual([0, 0]);
+    expect(counters.resets).toBe(0);
+  });
+
+  it('a connection made again clears the server and replays it from 0, whatever its numbering', async () => {
+    const replay = new FakeReplay();
+    const { pool, index, counters, push } = setup({ replay, replayEndpointFor: () => 'tcp://a:1' });
+    for (const n of [0, 1, 2]) push(A, n);
+    push(B, 0);
+    await pool.idle();
+    pool.connected(A, false);
+    expect(replay.calls.map((c) => c.from)).toEqual([0]);
+    const c = replay.calls[0]!;
+    // The new process numbered past the old one before the socket came back.
+    for (const n of [0, 1, 2, 3, 4]) await c.onMessage(n, payload(A, 10 + n), null);
+    c.resolve({ ok: true, delivered: 5 });
+    push(A, 5, payload(A, 15));
+    await pool.idle();
+    expectIndex(index, holding({ [A]: [10, 11, 12, 13, 14, 15], [B]: [0] }));
+    expect(counters.resets).toBe(1);
+  });
+
+  it('a connection made again during a replay abandons it and replays from 0 once it ends', async () => {
+    const replay = new FakeReplay();
+    const { pool, index, push } = setup({ replay, replayEndpointFor: () => 'tcp://a:1' });
+    push(A, 0);
+    push(A, 3); // gap: replay from 1
+    pool.connected(A, false);
+    expect(() => replay.calls[0]!.onMessage(1, payload(A, 1), null)).toThrow(/no longer wanted/);
+    replay.calls[0]!.resolve({ ok: false, delivered: 0, reason: 'refused', detail: '' });
+    await Promise.resolve();
+    expect(replay.calls.map((c) => c.from)).toEqual([1, 0]);
+    const c = replay.calls[1]!;
+    await c.onMessage(0, payload(A, 30), null);
+    c.resolve({ ok: true, delivered: 1 });
+    await pool.idle();
+    expectIndex(index, holding({ [A]: [30] }));
+  });
+
+  it('without a replay endpoint, a connection made again clears the server; live events rebuild it', async () => {
+    const { pool, index, push } = setup();
+    push(A, 0);
+    push(A, 1);
+    pool.connected(A, false);
+    push(A, 7, payload(A, 40));
+    await pool.idle();
+    expectIndex(index, holding({ [A]: [40] }));
+  });
+});
+
 describe('KvEventPool: servers and topics', () => {
   it('removing a server clears its entries and forgets it; a later message starts it afresh', async () => {
     const { pool, index, push } = setup();
