@@ -3,10 +3,38 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { IHTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IService } from 'kubernetes-models/v1/Service';
 import { parse } from 'yaml';
-import { z } from 'zod';
 import { parseConfigText } from '../../src/epp/config/loader.js';
 import { kustomize, strategicMerge, type K8sObject } from '../helpers/kustomize.js';
+import { problems, type InferencePool } from './schemas.js';
+
+type Container = IContainer;
+/** A rendered Deployment, once validated: the fields every one of ours sets. */
+type Deployment = IDeployment & {
+  metadata: { name: string };
+  spec: NonNullable<IDeployment['spec']> & {
+    replicas: number;
+    selector: { matchLabels: Record<string, string> };
+    template: {
+      metadata: { labels: Record<string, string> };
+      spec: NonNullable<IDeployment['spec']>['template']['spec'] & object;
+    };
+  };
+};
+type Service = IService & {
+  metadata: { name: string };
+  spec: { selector: Record<string, string>; ports: NonNullable<NonNullable<IService['spec']>['ports']> };
+};
+type HttpRoute = IHTTPRoute & {
+  spec: {
+    parentRefs: NonNullable<IHTTPRoute['spec']['parentRefs']>;
+    rules: NonNullable<IHTTPRoute['spec']['rules']>;
+  };
+};
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const DEPLOY = join(ROOT, 'deploy');
@@ -21,209 +49,6 @@ const OVERLAYS: Record<
   'pd-disaggregation': { example: 'pd-approx-prefix.yaml', prefill: true, kvEvents: false, redis: false },
   'precise-prefix-cache': { example: 'precise-prefix.yaml', prefill: false, kvEvents: true, redis: false },
   'precise-prefix-cache-ha': { example: null, prefill: false, kvEvents: true, redis: true },
-};
-
-// ---- schemas of the kinds the manifests use -------------------------------------------------------
-
-const name = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
-const labels = z.record(z.string().regex(/^([a-z0-9.-]+\/)?[A-Za-z0-9_.-]+$/), z.string());
-const metadata = z.object({ name, namespace: name.optional(), labels: labels.optional() }).passthrough();
-const port = z.number().int().min(1).max(65535);
-const base = (apiVersion: string, kind: string) =>
-  z.object({ apiVersion: z.literal(apiVersion), kind: z.literal(kind), metadata });
-
-const probe = z
-  .object({
-    httpGet: z
-      .object({ path: z.string().startsWith('/'), port })
-      .strict()
-      .optional(),
-    tcpSocket: z.object({ port }).strict().optional(),
-    grpc: z.object({ port, service: z.string().optional() }).strict().optional(),
-    exec: z
-      .object({ command: z.array(z.string()).min(1) })
-      .strict()
-      .optional(),
-    initialDelaySeconds: z.number().int().min(0).optional(),
-    periodSeconds: z.number().int().min(1).optional(),
-    failureThreshold: z.number().int().min(1).optional(),
-  })
-  .strict()
-  .refine((p) => [p.httpGet, p.tcpSocket, p.grpc, p.exec].filter(Boolean).length === 1, 'one handler');
-
-const envVar = z
-  .object({
-    name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
-    value: z.string().optional(),
-    valueFrom: z
-      .object({ fieldRef: z.object({ fieldPath: z.string() }).strict() })
-      .strict()
-      .optional(),
-  })
-  .strict()
-  .refine((e) => (e.value === undefined) !== (e.valueFrom === undefined), 'value or valueFrom');
-
-const container = z
-  .object({
-    name,
-    image: z.string().min(1),
-    imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
-    restartPolicy: z.literal('Always').optional(),
-    command: z.array(z.string()).optional(),
-    args: z.array(z.string()).optional(),
-    env: z.array(envVar).optional(),
-    ports: z
-      .array(
-        z
-          .object({ name: z.string().max(15), containerPort: port, protocol: z.enum(['TCP', 'UDP']) })
-          .strict(),
-      )
-      .optional(),
-    startupProbe: probe.optional(),
-    livenessProbe: probe.optional(),
-    readinessProbe: probe.optional(),
-    resources: z
-      .object({ requests: z.record(z.string()).optional(), limits: z.record(z.string()).optional() })
-      .strict()
-      .optional(),
-    volumeMounts: z
-      .array(z.object({ name, mountPath: z.string(), readOnly: z.boolean().optional() }).strict())
-      .optional(),
-  })
-  .strict();
-type Container = z.infer<typeof container>;
-
-const deployment = base('apps/v1', 'Deployment').extend({
-  spec: z
-    .object({
-      replicas: z.number().int().min(1),
-      selector: z.object({ matchLabels: labels }).strict(),
-      template: z.object({
-        metadata: z.object({ labels }).strict(),
-        spec: z
-          .object({
-            serviceAccountName: name.optional(),
-            terminationGracePeriodSeconds: z.number().int().optional(),
-            initContainers: z.array(container).optional(),
-            containers: z.array(container).min(1),
-            volumes: z.array(z.object({ name, configMap: z.object({ name }).strict() }).strict()).optional(),
-          })
-          .strict(),
-      }),
-    })
-    .strict(),
-});
-type Deployment = z.infer<typeof deployment>;
-
-const service = base('v1', 'Service').extend({
-  spec: z
-    .object({
-      type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']).optional(),
-      selector: labels,
-      ports: z
-        .array(
-          z
-            .object({
-              name: z.string().max(15),
-              port,
-              targetPort: z.union([port, z.string()]),
-              protocol: z.literal('TCP'),
-              appProtocol: z.string().optional(),
-            })
-            .strict(),
-        )
-        .min(1),
-    })
-    .strict(),
-});
-type Service = z.infer<typeof service>;
-
-const inferencePool = base('inference.networking.k8s.io/v1', 'InferencePool').extend({
-  spec: z
-    .object({
-      selector: z.object({ matchLabels: labels }).strict(),
-      targetPorts: z
-        .array(z.object({ number: port }).strict())
-        .min(1)
-        .max(8),
-      appProtocol: z.enum(['http', 'kubernetes.io/h2c']).optional(),
-      endpointPickerRef: z
-        .object({
-          group: z.literal('').optional(),
-          kind: z.literal('Service'),
-          name,
-          port: z.object({ number: port }).strict(),
-          failureMode: z.enum(['FailOpen', 'FailClose']).optional(),
-        })
-        .strict(),
-    })
-    .strict(),
-});
-type InferencePool = z.infer<typeof inferencePool>;
-
-const gateway = base('gateway.networking.k8s.io/v1', 'Gateway').extend({
-  spec: z
-    .object({
-      gatewayClassName: z.string().min(1),
-      listeners: z
-        .array(
-          z.object({ name, port, protocol: z.enum(['HTTP', 'HTTPS']), allowedRoutes: z.unknown() }).strict(),
-        )
-        .min(1),
-    })
-    .strict(),
-});
-
-const httpRoute = base('gateway.networking.k8s.io/v1', 'HTTPRoute').extend({
-  spec: z
-    .object({
-      parentRefs: z
-        .array(z.object({ group: z.string().optional(), kind: z.literal('Gateway'), name }).strict())
-        .min(1),
-      rules: z
-        .array(
-          z
-            .object({
-              matches: z.array(z.object({ path: z.object({ type: z.string(), value: z.string() }) })),
-              backendRefs: z
-                .array(
-                  z
-                    .object({
-                      group: z.literal('inference.networking.k8s.io'),
-                      kind: z.literal('InferencePool'),
-                      name,
-                      port: port.optional(),
-                      weight: z.number().int().optional(),
-                    })
-                    .strict(),
-                )
-                .min(1),
-              timeouts: z.object({ backendRequest: z.string(), request: z.string() }).strict().optional(),
-            })
-            .strict(),
-        )
-        .min(1),
-    })
-    .strict(),
-});
-
-const policyRule = z
-  .object({ apiGroups: z.array(z.string()), resources: z.array(z.string()), verbs: z.array(z.string()) })
-  .strict();
-const SCHEMAS: Record<string, z.ZodTypeAny> = {
-  Namespace: base('v1', 'Namespace'),
-  ServiceAccount: base('v1', 'ServiceAccount'),
-  ConfigMap: base('v1', 'ConfigMap').extend({ data: z.record(z.string()) }),
-  Role: base('rbac.authorization.k8s.io/v1', 'Role').extend({ rules: z.array(policyRule).min(1) }),
-  RoleBinding: base('rbac.authorization.k8s.io/v1', 'RoleBinding').extend({
-    roleRef: z.object({ apiGroup: z.string(), kind: z.literal('Role'), name }).strict(),
-    subjects: z.array(z.object({ kind: z.literal('ServiceAccount'), name, namespace: name }).strict()).min(1),
-  }),
-  Deployment: deployment,
-  Service: service,
-  InferencePool: inferencePool,
-  Gateway: gateway,
-  HTTPRoute: httpRoute,
 };
 
 // ---- helpers ----------------------------------------------------------------------------------------
@@ -241,7 +66,7 @@ const allContainers = (d: Deployment): Container[] => [
   ...(d.spec.template.spec.initContainers ?? []),
   ...d.spec.template.spec.containers,
 ];
-const isLlmd = (c: Container) => c.image.startsWith('llmd');
+const isLlmd = (c: Container) => c.image?.startsWith('llmd') === true;
 /** `--name=value` arguments as a map (the manifests spell every flag so). */
 const flags = (args: string[]): Map<string, string> =>
   new Map(
@@ -303,16 +128,10 @@ describe('the kustomize renderer', () => {
 describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
   const objs = () => rendered.get(overlay)!;
 
-  it('renders objects that match the schemas of their kinds', () => {
+  it('renders objects that the Kubernetes, Gateway API and InferencePool schemas accept', () => {
     expect(objs().length).toBeGreaterThan(0);
     for (const o of objs()) {
-      const schema = SCHEMAS[o.kind];
-      expect(schema, `no schema for ${o.kind}`).toBeDefined();
-      const r = schema!.safeParse(o);
-      expect(
-        r.success,
-        `${o.kind}/${o.metadata?.name}: ${r.success ? '' : JSON.stringify(r.error.issues)}`,
-      ).toBe(true);
+      expect(problems(o), `${o.apiVersion} ${o.kind}/${o.metadata?.name}`).toEqual([]);
       if (o.kind !== 'Namespace') expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe('llmd');
     }
     expect(find(objs(), 'Namespace', 'llmd')).toHaveLength(1);
@@ -328,11 +147,12 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
         expect(new Set((c.ports ?? []).map((p) => p.name)).size).toBe(ports.size);
         for (const p of [c.startupProbe, c.livenessProbe, c.readinessProbe]) {
           const target = p?.httpGet?.port ?? p?.tcpSocket?.port ?? p?.grpc?.port;
+          // The manifests name probe ports by number.
           if (target !== undefined)
-            expect(ports.has(target), `${d.metadata.name}/${c.name} probe ${target}`).toBe(true);
+            expect(ports.has(Number(target)), `${d.metadata.name}/${c.name} probe ${target}`).toBe(true);
         }
       }
-      for (const v of d.spec.template.spec.volumes ?? []) one(objs(), 'ConfigMap', v.configMap.name);
+      for (const v of d.spec.template.spec.volumes ?? []) one(objs(), 'ConfigMap', v.configMap!.name!);
       const sa = d.spec.template.spec.serviceAccountName;
       if (sa !== undefined) one(objs(), 'ServiceAccount', sa);
     }
@@ -357,11 +177,11 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
   });
 
   it('routes the Gateway to an InferencePool whose pods and endpoint picker exist', () => {
-    const routes = find<z.infer<typeof httpRoute>>(objs(), 'HTTPRoute');
+    const routes = find<HttpRoute>(objs(), 'HTTPRoute');
     expect(routes).toHaveLength(1);
     const route = routes[0]!;
     for (const p of route.spec.parentRefs) one(objs(), 'Gateway', p.name);
-    const refs = route.spec.rules.flatMap((r) => r.backendRefs);
+    const refs = route.spec.rules.flatMap((r) => r.backendRefs ?? []);
     for (const ref of refs) {
       const pool = one<InferencePool>(objs(), 'InferencePool', ref.name);
       if (ref.port !== undefined) expect(pool.spec.targetPorts.map((t) => t.number)).toContain(ref.port);
@@ -376,9 +196,10 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
         const declared = allContainers(d).flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
         for (const t of pool.spec.targetPorts) expect(declared, d.metadata.name).toContain(t.number);
       }
-      const epp = one<Service>(objs(), 'Service', pool.spec.endpointPickerRef.name);
+      const picker = pool.spec.endpointPickerRef!;
+      const epp = one<Service>(objs(), 'Service', picker.name);
       const eppPorts = epp.spec.ports.map((p) => p.port);
-      expect(eppPorts).toContain(pool.spec.endpointPickerRef.port.number);
+      expect(eppPorts).toContain(picker.port!.number);
       for (const p of [9002, 9003, 9090]) expect(eppPorts).toContain(p);
     }
   });
@@ -428,7 +249,7 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
     const file = flags(c.args!).get('--config-file')!;
     const mount = c.volumeMounts!.find((m) => file.startsWith(`${m.mountPath}/`))!;
     const volume = epp.spec.template.spec.volumes!.find((v) => v.name === mount.name)!;
-    const cm = one<{ data: Record<string, string> }>(objs(), 'ConfigMap', volume.configMap.name);
+    const cm = one<{ data: Record<string, string> }>(objs(), 'ConfigMap', volume.configMap!.name!);
     const text = cm.data[file.slice(mount.mountPath.length + 1)];
     expect(text).toBeDefined();
     const doc = parseConfigText(text);
@@ -479,7 +300,7 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
       expect(topic, cfg.topic).not.toBeNull();
       expect(pool.spec.targetPorts.map((t) => t.number)).toContain(Number(topic![1]));
       expect(flags(c.args!).get('--served-model-name')).toBe(topic![2]);
-      expect(c.env?.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef.fieldPath).toBe('status.podIP');
+      expect(c.env?.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath).toBe('status.podIP');
     }
   });
 });
