@@ -197,6 +197,20 @@ export class DecoderNotReadyError extends LlmdError {
 }
 
 /**
+ * The Kubernetes API server refused or failed a request (discovery, the sidecar's allowlist). Never sent
+ * to a client; `httpStatus` is what the API server answered (0 when it could not be reached).
+ */
+export class KubernetesApiError extends LlmdError {
+  constructor(
+    message: string,
+    readonly httpStatus: number,
+    readonly reason: string | null = null,
+  ) {
+    super('LLMD_ERR_KUBERNETES', 503, 'ServiceUnavailableError', message);
+  }
+}
+
+/**
  * A prefill target outside the sidecar's SSRF allowlist. llm-d answers it in plain text, not JSON:
  * the message is that body.
  */
@@ -234,6 +248,7 @@ export const ERROR_CODES = [
   'LLMD_ERR_BAD_GATEWAY',
   'LLMD_ERR_DECODER_NOT_READY',
   'LLMD_ERR_SSRF_DENIED',
+  'LLMD_ERR_KUBERNETES',
 ] as const;
 
 /** Any thrown value as an LlmdError; unknown errors become a bare 500 so no internals leak. */
