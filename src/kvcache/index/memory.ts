@@ -3,8 +3,8 @@
  * least recently added dropped first; at most `maxKeys` request keys and as many engine keys, least
  * recently used dropped first), laid out in typed arrays instead of objects.
  *
- * Every key is a node in a pool of parallel typed arrays (hash-chain link, LRU links, the key's two
- * halves), buckets are an Int32Array of node indices. A request key's entries (interned entry ids:
+ * Every key is a node: a record of int32 words in one array (the key's two halves, hash-chain link,
+ * LRU links, then what it maps to), named by its offset; buckets are an Int32Array of offsets. A request key's entries (interned entry ids:
  * server × tier × speculative × group, most recently added first) are an interned, immutable entry
  * set shared by every key holding the same entries: the blocks of one prompt cached by the same
  * servers all point at one set, so a key costs one set id, and adding an entry moves a key from set
@@ -39,56 +39,60 @@ const INITIAL_NODES = 1024;
 /** Modest growth keeps the unused tail of the arrays small: copying is amortised anyway. */
 const GROWTH = 1.25;
 
+/** Words of a node record: the key's halves, its hash-chain link, its LRU links, then the payload. */
+const HI = 0;
+const LO = 1;
+const CHAIN = 2;
+const PREV = 3;
+const NEXT = 4;
+const PAYLOAD = 5;
+
 /**
- * A pool of keyed nodes with a chained hash table and an LRU list; the owner adds per-node payload
- * arrays and is told when the pool grows (`onGrow`) so they grow with it.
+ * A pool of keyed nodes with a chained hash table and an LRU list. A node is a record of `stride`
+ * int32 words in one array (`PAYLOAD` onwards is the owner's), and is named by the offset of its
+ * record: finding a key and reading what it holds touches one cache line, not one per field.
+ * Key halves are stored as int32 (compare with `| 0`, read back with `>>> 0`).
  */
 class KeyPool {
-  hi: Uint32Array;
-  lo: Uint32Array;
-  chain: Int32Array;
-  prev: Int32Array;
-  next: Int32Array;
+  nodes: Int32Array;
   buckets: Int32Array;
   mask: number;
+  /** In nodes. */
   capacity: number;
   size = 0;
   /** Most recently used. */
   head = NIL;
   /** Least recently used. */
   tail = NIL;
+  /** Words handed out so far (the next fresh record's offset). */
   private used = 0;
   private free = NIL;
 
   constructor(
     readonly maxNodes: number,
-    private readonly onGrow: (capacity: number) => void,
+    readonly stride: number,
   ) {
     this.capacity = Math.min(INITIAL_NODES, maxNodes);
-    this.hi = new Uint32Array(this.capacity);
-    this.lo = new Uint32Array(this.capacity);
-    this.chain = new Int32Array(this.capacity);
-    this.prev = new Int32Array(this.capacity);
-    this.next = new Int32Array(this.capacity);
+    this.nodes = new Int32Array(this.capacity * stride);
     this.buckets = new Int32Array(bucketCount(this.capacity)).fill(NIL);
     this.mask = this.buckets.length - 1;
   }
 
   find(hi: number, lo: number): number {
-    let n = this.buckets[(lo ^ hi) & this.mask]!;
-    const keysHi = this.hi;
-    const keysLo = this.lo;
-    const chain = this.chain;
+    const h = hi | 0;
+    const l = lo | 0;
+    const nodes = this.nodes;
+    let n = this.buckets[(l ^ h) & this.mask]!;
     while (n !== NIL) {
-      if (keysLo[n] === lo && keysHi[n] === hi) return n;
-      n = chain[n]!;
+      if (nodes[n + LO] === l && nodes[n + HI] === h) return n;
+      n = nodes[n + CHAIN]!;
     }
     return NIL;
   }
 
   /** Whether a new node can be had without evicting. */
   get full(): boolean {
-    return this.free === NIL && this.used >= this.capacity && this.capacity >= this.maxNodes;
+    return this.free === NIL && this.used >= this.nodes.length && this.capacity >= this.maxNodes;
   }
 
   /** A new node for a key not present, at the MRU end. The caller evicts first when `full`. */
@@ -96,19 +100,23 @@ class KeyPool {
     let n: number;
     if (this.free !== NIL) {
       n = this.free;
-      this.free = this.chain[n]!;
+      this.free = this.nodes[n + CHAIN]!;
     } else {
-      if (this.used >= this.capacity) this.grow();
-      n = this.used++;
+      if (this.used >= this.nodes.length) this.grow();
+      n = this.used;
+      this.used += this.stride;
     }
-    this.hi[n] = hi;
-    this.lo[n] = lo;
-    const b = (lo ^ hi) & this.mask;
-    this.chain[n] = this.buckets[b]!;
+    const nodes = this.nodes;
+    const h = hi | 0;
+    const l = lo | 0;
+    nodes[n + HI] = h;
+    nodes[n + LO] = l;
+    const b = (l ^ h) & this.mask;
+    nodes[n + CHAIN] = this.buckets[b]!;
     this.buckets[b] = n;
-    this.prev[n] = NIL;
-    this.next[n] = this.head;
-    if (this.head !== NIL) this.prev[this.head] = n;
+    nodes[n + PREV] = NIL;
+    nodes[n + NEXT] = this.head;
+    if (this.head !== NIL) nodes[this.head + PREV] = n;
     this.head = n;
     if (this.tail === NIL) this.tail = n;
     this.size++;
@@ -117,59 +125,71 @@ class KeyPool {
 
   /** Unlinks a node from its chain and the LRU list and frees it. */
   remove(n: number): void {
-    const b = (this.lo[n]! ^ this.hi[n]!) & this.mask;
+    const nodes = this.nodes;
+    const b = (nodes[n + LO]! ^ nodes[n + HI]!) & this.mask;
     let p = this.buckets[b]!;
-    if (p === n) this.buckets[b] = this.chain[n]!;
+    if (p === n) this.buckets[b] = nodes[n + CHAIN]!;
     else {
-      while (this.chain[p] !== n) p = this.chain[p]!;
-      this.chain[p] = this.chain[n]!;
+      while (nodes[p + CHAIN] !== n) p = nodes[p + CHAIN]!;
+      nodes[p + CHAIN] = nodes[n + CHAIN]!;
     }
-    const pv = this.prev[n]!;
-    const nx = this.next[n]!;
-    if (pv !== NIL) this.next[pv] = nx;
+    const pv = nodes[n + PREV]!;
+    const nx = nodes[n + NEXT]!;
+    if (pv !== NIL) nodes[pv + NEXT] = nx;
     else this.head = nx;
-    if (nx !== NIL) this.prev[nx] = pv;
+    if (nx !== NIL) nodes[nx + PREV] = pv;
     else this.tail = pv;
-    this.chain[n] = this.free;
-    this.prev[n] = FREE;
+    nodes[n + CHAIN] = this.free;
+    nodes[n + PREV] = FREE;
     this.free = n;
     this.size--;
   }
 
   touch(n: number): void {
     if (this.head === n) return;
-    const pv = this.prev[n]!;
-    const nx = this.next[n]!;
-    this.next[pv] = nx;
-    if (nx !== NIL) this.prev[nx] = pv;
+    const nodes = this.nodes;
+    const pv = nodes[n + PREV]!;
+    const nx = nodes[n + NEXT]!;
+    nodes[pv + NEXT] = nx;
+    if (nx !== NIL) nodes[nx + PREV] = pv;
     else this.tail = pv;
-    this.prev[n] = NIL;
-    this.next[n] = this.head;
-    this.prev[this.head] = n;
+    nodes[n + PREV] = NIL;
+    nodes[n + NEXT] = this.head;
+    nodes[this.head + PREV] = n;
     this.head = n;
+  }
+
+  /** The key of node `n`, high half. */
+  hiOf(n: number): number {
+    return this.nodes[n + HI]! >>> 0;
+  }
+
+  loOf(n: number): number {
+    return this.nodes[n + LO]! >>> 0;
+  }
+
+  /** The next less recently used node. */
+  nextOf(n: number): number {
+    return this.nodes[n + NEXT]!;
   }
 
   private grow(): void {
     const cap = Math.min(this.maxNodes, Math.max(this.capacity + 1, Math.ceil(this.capacity * GROWTH)));
-    this.hi = resizeU32(this.hi, cap);
-    this.lo = resizeU32(this.lo, cap);
-    this.chain = resizeI32(this.chain, cap);
-    this.prev = resizeI32(this.prev, cap);
-    this.next = resizeI32(this.next, cap);
+    this.nodes = resizeI32(this.nodes, cap * this.stride);
     this.capacity = cap;
     const nb = bucketCount(cap);
     if (nb !== this.buckets.length) {
-      // Rehash the live nodes in index order (sequential memory; free ones are marked in `prev`).
+      // Rehash the live nodes in record order (sequential memory; free ones are marked in PREV).
+      const nodes = this.nodes;
       this.buckets = new Int32Array(nb).fill(NIL);
       this.mask = nb - 1;
-      for (let n = 0; n < this.used; n++) {
-        if (this.prev[n] === FREE) continue;
-        const b = (this.lo[n]! ^ this.hi[n]!) & this.mask;
-        this.chain[n] = this.buckets[b]!;
+      for (let n = 0; n < this.used; n += this.stride) {
+        if (nodes[n + PREV] === FREE) continue;
+        const b = (nodes[n + LO]! ^ nodes[n + HI]!) & this.mask;
+        nodes[n + CHAIN] = this.buckets[b]!;
         this.buckets[b] = n;
       }
     }
-    this.onGrow(cap);
   }
 }
 
@@ -211,6 +231,13 @@ export interface MemoryIndexStats {
 
 /** Transition cache keys and values pack a stamp with an entry id or a set id below this bound. */
 const PACK = 4_194_304;
+/** Request-key record: the pool's words, then the entry set. */
+const RK_SET = PAYLOAD;
+const RK_STRIDE = PAYLOAD + 1;
+/** Engine-key record: the pool's words, then the request key's halves. */
+const EK_RHI = PAYLOAD;
+const EK_RLO = PAYLOAD + 1;
+const EK_STRIDE = PAYLOAD + 2;
 const MAX_STAMP = 2 ** 30;
 const MAX_TRANSITIONS = 1 << 18;
 
@@ -218,9 +245,8 @@ export class MemoryIndex implements KvBlockIndex {
   readonly backend = 'memory' as const;
   readonly podCacheSize: number;
 
-  // Request keys: node → its entry set.
+  // Request keys: node → its entry set (the record's payload word).
   private readonly rk: KeyPool;
-  private rkSet: Int32Array;
 
   // Entry sets, interned and shared by every key holding the same entries in the same order: set →
   // entry ids (most recently added first), its distinct servers, how many keys use it. Set 0 is empty.
@@ -242,10 +268,9 @@ export class MemoryIndex implements KvBlockIndex {
   private lastEntries: readonly PodEntry[] | null = null;
   private lastIds: readonly number[] = [];
 
-  // Engine keys: node → the last request key it maps to; earlier ones (1:many) in `ekMore`.
+  // Engine keys: node → the last request key it maps to (the payload's two words); earlier ones
+  // (1:many) in `ekMore`.
   private readonly ek: KeyPool;
-  private ekRkHi: Uint32Array;
-  private ekRkLo: Uint32Array;
   private readonly ekMore = new Map<number, Uint32Array>();
 
   // Interned entries and servers.
@@ -278,16 +303,8 @@ export class MemoryIndex implements KvBlockIndex {
       throw new RangeError(`podCacheSize must be in 1..255, got ${pcs}`);
     }
     this.podCacheSize = pcs;
-    this.rk = new KeyPool(maxKeys, (cap) => {
-      this.rkSet = resizeI32(this.rkSet, cap);
-    });
-    this.rkSet = new Int32Array(this.rk.capacity);
-    this.ek = new KeyPool(maxKeys, (cap) => {
-      this.ekRkHi = resizeU32(this.ekRkHi, cap);
-      this.ekRkLo = resizeU32(this.ekRkLo, cap);
-    });
-    this.ekRkHi = new Uint32Array(this.ek.capacity);
-    this.ekRkLo = new Uint32Array(this.ek.capacity);
+    this.rk = new KeyPool(maxKeys, RK_STRIDE);
+    this.ek = new KeyPool(maxKeys, EK_STRIDE);
   }
 
   // ---- the contract ----
@@ -300,7 +317,7 @@ export class MemoryIndex implements KvBlockIndex {
       if (n === NIL) break;
       this.rk.touch(n);
       const here: PodEntry[] = [];
-      for (const id of this.setEntries[this.rkSet[n]!]!) {
+      for (const id of this.setEntries[this.rk.nodes[n + RK_SET]!]!) {
         if (allowed !== 0 && this.podAllowed[this.entryPod[id]!] !== allowed) continue;
         here.push(this.entryList[id]!);
       }
@@ -331,7 +348,7 @@ export class MemoryIndex implements KvBlockIndex {
     const podAllowed = this.podAllowed;
     const touched = this.touched;
     touched.length = 0;
-    let runSet = this.rkSet[first]!;
+    let runSet = this.rk.nodes[first + RK_SET]!;
     for (const pod of this.setPods[runSet]!) {
       if (allowed !== 0 && podAllowed[pod] !== allowed) continue;
       podGen[pod] = gen;
@@ -346,7 +363,7 @@ export class MemoryIndex implements KvBlockIndex {
       const n = rk.find(keys[2 * i]!, keys[2 * i + 1]!);
       if (n === NIL) break;
       rk.touch(n);
-      const s = this.rkSet[n]!;
+      const s = this.rk.nodes[n + RK_SET]!;
       if (s === runSet) continue;
       this.advance(runSet, runStart, i, gen, allowed);
       runSet = s;
@@ -382,7 +399,7 @@ export class MemoryIndex implements KvBlockIndex {
     let lastToStamp = 0;
     for (let i = 0; i < nR; i++) {
       const n = this.requestNode(requestKeys[2 * i]!, requestKeys[2 * i + 1]!);
-      const s = this.rkSet[n]!;
+      const s = this.rk.nodes[n + RK_SET]!;
       let t: number;
       if (s === lastFrom && this.setStamp[lastTo] === lastToStamp) t = lastTo;
       else {
@@ -449,7 +466,8 @@ export class MemoryIndex implements KvBlockIndex {
           if (!this.evictRequest(more[k]!, more[k + 1]!, ids, memo)) allEmpty = false;
         }
       }
-      if (!this.evictRequest(this.ekRkHi[en]!, this.ekRkLo[en]!, ids, memo)) allEmpty = false;
+      if (!this.evictRequest(this.ek.nodes[en + EK_RHI]! >>> 0, this.ek.nodes[en + EK_RLO]! >>> 0, ids, memo))
+        allEmpty = false;
       if (allEmpty) this.removeEngine(en);
     }
   }
@@ -458,7 +476,7 @@ export class MemoryIndex implements KvBlockIndex {
     const n = this.ek.find(engineHi, engineLo);
     if (n === NIL) return null;
     this.ek.touch(n);
-    return [this.ekRkHi[n]!, this.ekRkLo[n]!];
+    return [this.ek.nodes[n + EK_RHI]! >>> 0, this.ek.nodes[n + EK_RLO]! >>> 0];
   }
 
   clear(pod: string): void {
@@ -469,8 +487,8 @@ export class MemoryIndex implements KvBlockIndex {
     const memo = new Map<number, number>();
     const rk = this.rk;
     for (let n = rk.head; n !== NIL;) {
-      const next = rk.next[n]!;
-      const s = this.rkSet[n]!;
+      const next = rk.nextOf(n);
+      const s = this.rk.nodes[n + RK_SET]!;
       const stamp = this.setStamp[s]!;
       let t = memo.get(stamp);
       if (t === undefined) {
@@ -492,9 +510,9 @@ export class MemoryIndex implements KvBlockIndex {
   countKeysByPod(): Map<string, number> {
     const out = new Map<string, number>();
     const seen = new Set<number>();
-    for (let n = this.rk.head; n !== NIL; n = this.rk.next[n]!) {
+    for (let n = this.rk.head; n !== NIL; n = this.rk.nextOf(n)) {
       seen.clear();
-      for (const id of this.setEntries[this.rkSet[n]!]!) {
+      for (const id of this.setEntries[this.rk.nodes[n + RK_SET]!]!) {
         if (this.entryList[id]!.speculative) continue;
         const pid = this.entryPod[id]!;
         if (seen.has(pid)) continue;
@@ -515,11 +533,10 @@ export class MemoryIndex implements KvBlockIndex {
       }
     }
     const bytes =
-      arraysBytes(this.rk) +
-      arraysBytes(this.ek) +
-      this.rkSet.byteLength +
-      this.ekRkHi.byteLength +
-      this.ekRkLo.byteLength +
+      this.rk.nodes.byteLength +
+      this.rk.buckets.byteLength +
+      this.ek.nodes.byteLength +
+      this.ek.buckets.byteLength +
       setBytes;
     return {
       requestKeys: this.rk.size,
@@ -533,10 +550,10 @@ export class MemoryIndex implements KvBlockIndex {
 
   /** Every request key with its entries, least recently used last (ground-truth tests, debugging). */
   *dump(): IterableIterator<{ hi: number; lo: number; entries: PodEntry[] }> {
-    for (let n = this.rk.head; n !== NIL; n = this.rk.next[n]!) {
+    for (let n = this.rk.head; n !== NIL; n = this.rk.nextOf(n)) {
       const entries: PodEntry[] = [];
-      for (const id of this.setEntries[this.rkSet[n]!]!) entries.push(this.entryList[id]!);
-      yield { hi: this.rk.hi[n]!, lo: this.rk.lo[n]!, entries };
+      for (const id of this.setEntries[this.rk.nodes[n + RK_SET]!]!) entries.push(this.entryList[id]!);
+      yield { hi: this.rk.hiOf(n), lo: this.rk.loOf(n), entries };
     }
   }
 
@@ -657,7 +674,7 @@ export class MemoryIndex implements KvBlockIndex {
 
   /** Key `n` moves from set `s` to set `t`. */
   private assign(n: number, s: number, t: number): void {
-    this.rkSet[n] = t;
+    this.rk.nodes[n + RK_SET] = t;
     this.enLive += this.setEntries[t]!.length - this.setEntries[s]!.length;
     if (t !== 0) this.setRef[t]!++;
     if (s !== 0 && --this.setRef[s]! === 0) this.freeSet(s);
@@ -682,13 +699,13 @@ export class MemoryIndex implements KvBlockIndex {
     }
     if (rk.full) this.evictLruRequest();
     n = rk.insert(hi, lo);
-    this.rkSet[n] = 0;
+    this.rk.nodes[n + RK_SET] = 0;
     return n;
   }
 
   private evictLruRequest(): void {
     const n = this.rk.tail;
-    this.assign(n, this.rkSet[n]!, 0);
+    this.assign(n, this.rk.nodes[n + RK_SET]!, 0);
     this.rk.remove(n);
     this.evicted++;
   }
@@ -702,7 +719,7 @@ export class MemoryIndex implements KvBlockIndex {
   ): boolean {
     const n = this.rk.find(hi, lo);
     if (n === NIL) return true;
-    const s = this.rkSet[n]!;
+    const s = this.rk.nodes[n + RK_SET]!;
     let t: number;
     if (s === memo.from && this.setStamp[memo.to] === memo.toStamp) t = memo.to;
     else {
@@ -728,8 +745,8 @@ export class MemoryIndex implements KvBlockIndex {
       if (ek.full) this.removeEngine(ek.tail);
       n = ek.insert(hi, lo);
     }
-    this.ekRkHi[n] = rHi;
-    this.ekRkLo[n] = rLo;
+    ek.nodes[n + EK_RHI] = rHi;
+    ek.nodes[n + EK_RLO] = rLo;
   }
 
   /** Maps an engine key to request keys ⌊i·|R|/total⌋ for i in [from, to), replacing what it had. */
@@ -759,8 +776,8 @@ export class MemoryIndex implements KvBlockIndex {
       if (lastR >= 0) (more ??= []).push(requestKeys[2 * lastR]!, requestKeys[2 * lastR + 1]!);
       lastR = r;
     }
-    this.ekRkHi[n] = requestKeys[2 * lastR]!;
-    this.ekRkLo[n] = requestKeys[2 * lastR + 1]!;
+    ek.nodes[n + EK_RHI] = requestKeys[2 * lastR]!;
+    ek.nodes[n + EK_RLO] = requestKeys[2 * lastR + 1]!;
     if (more !== null) this.ekMore.set(n, Uint32Array.from(more));
   }
 
@@ -879,15 +896,4 @@ function addRepeated(s: number, w: number, k: number): number {
 
 function entryKey(e: PodEntry): string {
   return `${e.pod}\u0000${e.tier}\u0000${e.speculative ? 1 : 0}\u0000${e.groupIdx ?? ''}`;
-}
-
-function arraysBytes(p: KeyPool): number {
-  return (
-    p.hi.byteLength +
-    p.lo.byteLength +
-    p.chain.byteLength +
-    p.prev.byteLength +
-    p.next.byteLength +
-    p.buckets.byteLength
-  );
 }
