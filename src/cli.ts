@@ -219,6 +219,25 @@ function durationMs(value: string): number {
   }
 }
 
+/** `8000,8001`: one port or several, each in 1..65535. */
+function portList(value: string, previous: number[] | undefined): number[] {
+  const out = [...(previous ?? [])];
+  for (const part of value.split(',')) {
+    const t = part.trim();
+    if (t === '') continue;
+    const n = Number(t);
+    if (!/^\d{1,5}$/.test(t) || n < 1 || n > 65535) {
+      throw new InvalidArgumentError(`${JSON.stringify(t)} is not a port in 1..65535`);
+    }
+    out.push(n);
+  }
+  return out;
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -240,7 +259,12 @@ interface EppFlags {
   metricsPort: number;
   refreshMetricsInterval: number;
   metricsStalenessThreshold: number;
-  poolName: string;
+  poolName?: string;
+  poolNamespace?: string;
+  poolGroup: string;
+  endpointSelector?: string;
+  endpointTargetPorts?: number[];
+  kubeconfig?: string;
   seed: number;
   allowExperimentalPlugins?: boolean;
   recordDecisions?: boolean;
@@ -286,7 +310,26 @@ function eppCommand(): Command {
       50,
     )
     .option('--metrics-staleness-threshold <duration>', 'metrics older than this are stale', durationMs, 2000)
-    .option('--pool-name <name>', 'pool name in the pool metrics', 'default')
+    .option(
+      '--pool-name <name>',
+      'the InferencePool whose ready pods are the endpoints (watched); also names the pool metrics',
+    )
+    .option('--pool-namespace <ns>', "the pool's namespace (default: env NAMESPACE, else default)")
+    .option(
+      '--pool-group <group>',
+      'the InferencePool API group: inference.networking.k8s.io (v1) or inference.networking.x-k8s.io (v1alpha2)',
+      'inference.networking.k8s.io',
+    )
+    .option(
+      '--endpoint-selector <selector>',
+      'without the CRD: the pods matching this label selector (e.g. app=vllm,llm-d.ai/role in (decode))',
+    )
+    .option(
+      '--endpoint-target-ports <ports>',
+      'with --endpoint-selector: the model-server ports of each pod, comma-separated (1 to 8)',
+      portList,
+    )
+    .option('--kubeconfig <path>', 'kubeconfig file (default: KUBECONFIG, ~/.kube/config or in-cluster)')
     .option('--seed <n>', 'seed for every random choice (tie-breaks, exploration)', int, 0)
     .option('--allow-experimental-plugins', 'allow alpha-stability plugin types')
     .option('--record-decisions', 'keep a decision record for every request (debugging)')
@@ -312,6 +355,11 @@ function eppCommand(): Command {
           refreshMetricsIntervalMs: flags.refreshMetricsInterval,
           metricsStalenessMs: flags.metricsStalenessThreshold,
           poolName: flags.poolName,
+          poolNamespace: flags.poolNamespace ?? nonEmpty(process.env.NAMESPACE),
+          poolGroup: flags.poolGroup,
+          endpointSelector: flags.endpointSelector,
+          endpointTargetPorts: flags.endpointTargetPorts,
+          kubeconfig: flags.kubeconfig,
           seed: flags.seed,
           allowExperimentalPlugins: flags.allowExperimentalPlugins ?? false,
           recordDecisions: flags.recordDecisions ?? false,

@@ -15,6 +15,10 @@ import { loadEppConfig, type EppConfig } from './config/loader.js';
 import { PrecisePrefixCacheProducer } from './plugins/producer/precise-prefix-cache.js';
 import { Datastore, type DatastoreEndpoint } from './datastore/datastore.js';
 import { FileDiscovery } from './datastore/discovery/file.js';
+import { KubernetesDiscovery } from './datastore/discovery/kubernetes.js';
+import type { PoolSource } from '../core/kubernetes/pool-pods.js';
+import { DEFAULT_POOL_GROUP, poolVersion } from '../core/kubernetes/resources.js';
+import { parseLabelSelector } from '../core/kubernetes/selector.js';
 import { StaticDiscovery, parseEndpointFlags } from './datastore/discovery/flags.js';
 import { DEFAULT_STALENESS_MS, MIN_TICK_MS, Scraper } from './datastore/scraper.js';
 import type { DiscoverySink, EndpointDiscovery } from './framework/datalayer.js';
@@ -53,7 +57,19 @@ export const EppOptionsSchema = z
     metricsPort: z.number().int().min(0).max(65535).nullable().default(9090),
     refreshMetricsIntervalMs: z.number().min(MIN_TICK_MS).default(MIN_TICK_MS),
     metricsStalenessMs: z.number().positive().default(DEFAULT_STALENESS_MS),
-    poolName: z.string().default('default'),
+    /**
+     * The InferencePool to watch (upstream `--pool-name`); also the `name` label of the pool metrics,
+     * which is `default` without one.
+     */
+    poolName: z.string().min(1).optional(),
+    /** The namespace of the pool or of the `endpointSelector` pods. */
+    poolNamespace: z.string().min(1).default('default'),
+    poolGroup: z.string().default(DEFAULT_POOL_GROUP),
+    /** Pods by label selector, without the InferencePool CRD; needs `endpointTargetPorts`. */
+    endpointSelector: z.string().optional(),
+    endpointTargetPorts: z.array(z.number().int().min(1).max(65535)).default([]),
+    /** A kubeconfig file for the two above; otherwise KUBECONFIG, ~/.kube/config or in-cluster. */
+    kubeconfig: z.string().min(1).optional(),
     seed: z.number().int().default(0),
     allowExperimentalPlugins: z.boolean().default(false),
     recordDecisions: z.boolean().default(false),
@@ -73,6 +89,26 @@ export const EppOptionsSchema = z
   .refine((o) => o.grpcHealthPort === null || o.grpcPort !== null, {
     message: '--grpc-health-port needs --grpc-port',
     path: ['grpcHealthPort'],
+  })
+  .refine((o) => o.poolName === undefined || o.endpointSelector === undefined, {
+    message: '--pool-name and --endpoint-selector are mutually exclusive',
+    path: ['endpointSelector'],
+  })
+  .refine((o) => o.endpointSelector === undefined || o.endpointTargetPorts.length > 0, {
+    message: '--endpoint-selector needs --endpoint-target-ports',
+    path: ['endpointTargetPorts'],
+  })
+  .refine((o) => o.endpointTargetPorts.length === 0 || o.endpointSelector !== undefined, {
+    message: '--endpoint-target-ports is only used with --endpoint-selector',
+    path: ['endpointTargetPorts'],
+  })
+  .refine((o) => o.endpointTargetPorts.length <= 8, {
+    message: 'at most 8 target ports',
+    path: ['endpointTargetPorts'],
+  })
+  .refine((o) => new Set(o.endpointTargetPorts).size === o.endpointTargetPorts.length, {
+    message: 'target ports must be unique',
+    path: ['endpointTargetPorts'],
   });
 
 export type EppOptionsInput = z.input<typeof EppOptionsSchema>;
@@ -158,7 +194,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
     ),
   );
   metrics.setPool({
-    name: opts.poolName,
+    name: opts.poolName ?? 'default',
     get endpoints() {
       return datastore.list();
     },
@@ -265,7 +301,21 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
     servers.push(server);
   }
 
-  if (discovery !== null) await discovery.start(datastore as DiscoverySink);
+  if (discovery !== null) {
+    try {
+      await discovery.start(datastore as DiscoverySink);
+    } catch (err) {
+      await discovery.stop();
+      await Promise.all([
+        gatewayServer?.close(),
+        extProc?.close(),
+        ...servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      ]);
+      upstreams.close();
+      await config.close();
+      throw err;
+    }
+  }
   discovered = true;
   scraper.start();
   log.info(
@@ -319,11 +369,31 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
 
 function chooseDiscovery(opts: EppOptions, config: EppConfig, log: Logger): EndpointDiscovery | null {
   const chosen: string[] = [];
+  if (opts.poolName !== undefined) chosen.push('--pool-name');
+  if (opts.endpointSelector !== undefined) chosen.push('--endpoint-selector');
   if (opts.endpoints.length > 0) chosen.push('--endpoint');
   if (opts.endpointsFile !== undefined) chosen.push('--endpoints-file');
   if (config.discovery !== null) chosen.push('dataLayer.discovery');
   if (chosen.length > 1) {
     throw new ConfigError(`endpoints come from one source; got ${chosen.join(' and ')}`, 'endpoints');
+  }
+  if (opts.poolName !== undefined || opts.endpointSelector !== undefined) {
+    // An unknown --pool-group fails here, at start-up.
+    poolVersion(opts.poolGroup);
+    const source: PoolSource =
+      opts.poolName !== undefined
+        ? { kind: 'pool', name: opts.poolName, group: opts.poolGroup }
+        : {
+            kind: 'selector',
+            selector: parseLabelSelector(opts.endpointSelector!),
+            targetPorts: opts.endpointTargetPorts,
+          };
+    return new KubernetesDiscovery({
+      namespace: opts.poolNamespace,
+      source,
+      kubeconfig: opts.kubeconfig,
+      logger: log,
+    });
   }
   if (opts.endpoints.length > 0) return new StaticDiscovery(parseEndpointFlags(opts.endpoints), 'flags');
   if (opts.endpointsFile !== undefined) {
@@ -336,7 +406,7 @@ function chooseDiscovery(opts: EppOptions, config: EppConfig, log: Logger): Endp
   }
   if (config.discovery === null) {
     log.warn(
-      'no endpoints configured (--endpoint, --endpoints-file or dataLayer.discovery): every request gets 503',
+      'no endpoints configured (--pool-name, --endpoint-selector, --endpoint, --endpoints-file or dataLayer.discovery): every request gets 503',
     );
   }
   return config.discovery;
