@@ -4,13 +4,14 @@
  * recently used dropped first), laid out in typed arrays instead of objects.
  *
  * Every key is a node: a record of int32 words in one array (the key's two halves, hash-chain link,
- * LRU links, then what it maps to), named by its offset; buckets are an Int32Array of offsets. A request key's entries (interned entry ids:
- * server × tier × speculative × group, most recently added first) are an interned, immutable entry
- * set shared by every key holding the same entries: the blocks of one prompt cached by the same
- * servers all point at one set, so a key costs one set id, and adding an entry moves a key from set
- * to set through a cache of transitions. A block held by one server costs about 60 bytes (request key,
- * engine key). Scoring walks the prompt's keys once and does per-server work only where the set
- * changes from one block to the next.
+ * LRU links, then what it maps to), named by its offset; buckets are an Int32Array of offsets. A
+ * request key's entries (interned entry ids: server × tier × speculative × group, most recently
+ * added first) are an interned, immutable entry set shared by every key holding the same entries:
+ * the blocks of one prompt cached by the same servers all point at one set, so a key costs one set
+ * id, and adding an entry moves a key from set to set through a cache of transitions. A block held
+ * by one server costs about 60 bytes (request key, engine key). Scoring walks the prompt's keys once
+ * and does per-server work only for the servers that stop, or change weight, where the set changes
+ * from one block to the next.
  */
 import type { KeyList } from '../keys.js';
 import {
@@ -240,6 +241,16 @@ const EK_RLO = PAYLOAD + 1;
 const EK_STRIDE = PAYLOAD + 2;
 const MAX_STAMP = 2 ** 30;
 const MAX_TRANSITIONS = 1 << 18;
+const MAX_BOUNDARIES = 1 << 16;
+
+/** What changes for scoring where one entry set gives way to another. */
+interface Boundary {
+  readonly toStamp: number;
+  readonly weightsVersion: number;
+  readonly pods: Uint32Array;
+  /** The server's best weight in the next set; NaN when it is not there. */
+  readonly weights: Float64Array;
+}
 
 export class MemoryIndex implements KvBlockIndex {
   readonly backend = 'memory' as const;
@@ -285,6 +296,15 @@ export class MemoryIndex implements KvBlockIndex {
   private podBlocks: Uint32Array = new Uint32Array(64);
   private podScore: Float64Array = new Float64Array(64);
   private podAllowed: Uint32Array = new Uint32Array(64);
+  /** A server's weight now, and the block its current run of that weight began at. */
+  private podW: Float64Array = new Float64Array(64);
+  private podSeg: Uint32Array = new Uint32Array(64);
+  /** Marks for set differences: a generation, and the weight there. */
+  private podMark: Uint32Array = new Uint32Array(64);
+  private podMarkW: Float64Array = new Float64Array(64);
+  private markGen = 0;
+  /** (stamp of a set, next set) → what changes between them, for scoring. */
+  private readonly boundaries = new Map<number, Boundary>();
   private readonly touched: number[] = [];
   private gen = 0;
   private weightsFor: TierWeights | null = null;
@@ -328,8 +348,10 @@ export class MemoryIndex implements KvBlockIndex {
   }
 
   /**
-   * Walks the prompt's keys once; consecutive keys sharing one entry set form a run, and the servers
-   * advancing through a run advance through all of it, so each run costs one pass over its servers.
+   * Walks the prompt's keys once. Consecutive keys sharing one entry set form a run; a server's score
+   * grows by its weight per block without being touched while its weight stays, so only the servers
+   * that leave, or change weight, where one set gives way to the next are visited (the difference of
+   * two sets is cached: a hot prompt crosses the same boundaries on every lookup).
    */
   score(keys: KeyList, weights: TierWeights, pods?: ReadonlySet<string>): Map<string, PrefixScore> {
     const result = new Map<string, PrefixScore>();
@@ -345,44 +367,40 @@ export class MemoryIndex implements KvBlockIndex {
     const podGen = this.podGen;
     const blocks = this.podBlocks;
     const score = this.podScore;
-    const podAllowed = this.podAllowed;
+    const podW = this.podW;
+    const seg = this.podSeg;
     const touched = this.touched;
     touched.length = 0;
-    let runSet = this.rk.nodes[first + RK_SET]!;
-    for (const pod of this.setPods[runSet]!) {
-      if (allowed !== 0 && podAllowed[pod] !== allowed) continue;
+    let runSet = rk.nodes[first + RK_SET]!;
+    const firstPods = this.setPods[runSet]!;
+    const firstBest = this.bestWeights(runSet);
+    for (let j = 0; j < firstPods.length; j++) {
+      const pod = firstPods[j]!;
+      if (allowed !== 0 && this.podAllowed[pod] !== allowed) continue;
       podGen[pod] = gen;
-      blocks[pod] = 0;
+      seg[pod] = 0;
       score[pod] = 0;
+      podW[pod] = firstBest[j]!;
       touched.push(pod);
     }
-    if (touched.length === 0) return result;
-    let runStart = 0;
+    let alive = touched.length;
+    if (alive === 0) return result;
     let i = 1;
     for (; i < nKeys; i++) {
       const n = rk.find(keys[2 * i]!, keys[2 * i + 1]!);
       if (n === NIL) break;
       rk.touch(n);
-      const s = this.rk.nodes[n + RK_SET]!;
+      const s = rk.nodes[n + RK_SET]!;
       if (s === runSet) continue;
-      this.advance(runSet, runStart, i, gen, allowed);
+      alive -= this.cross(runSet, s, i, gen);
       runSet = s;
-      runStart = i;
-      // Does any server go on into the new run?
-      let any = false;
-      for (const pod of this.setPods[s]!) {
-        if (podGen[pod] === gen && blocks[pod] === i && (allowed === 0 || podAllowed[pod] === allowed)) {
-          any = true;
-          break;
-        }
-      }
-      if (!any) {
-        runSet = -1;
-        break;
-      }
+      if (alive === 0) break;
     }
-    if (runSet !== -1) this.advance(runSet, runStart, i, gen, allowed);
     for (const pod of touched) {
+      if (podGen[pod] === gen) {
+        score[pod] = addRepeated(score[pod]!, podW[pod]!, i - seg[pod]!);
+        blocks[pod] = i;
+      }
       result.set(this.podNames[pod]!, { score: score[pod]!, blocks: blocks[pod]! });
     }
     return result;
@@ -559,21 +577,82 @@ export class MemoryIndex implements KvBlockIndex {
 
   // ---- internals ----
 
-  /** Moves the servers of `set` that reached block `from` on to block `to`. */
-  private advance(set: number, from: number, to: number, gen: number, allowed: number): void {
-    const pods = this.setPods[set]!;
-    const best = this.bestWeights(set);
+  /**
+   * At block `at` the prompt goes from set `from` to set `to`: the servers still going that are not in
+   * `to` stop there, and those whose best weight differs go on with the new one. Returns how many
+   * stopped.
+   */
+  private cross(from: number, to: number, at: number, gen: number): number {
+    const d = this.boundary(from, to);
+    const dPods = d.pods;
+    const dW = d.weights;
     const podGen = this.podGen;
-    const blocks = this.podBlocks;
     const score = this.podScore;
-    const k = to - from;
-    for (let j = 0; j < pods.length; j++) {
-      const pod = pods[j]!;
-      if (podGen[pod] !== gen || blocks[pod] !== from) continue;
-      if (allowed !== 0 && this.podAllowed[pod] !== allowed) continue;
-      blocks[pod] = to;
-      score[pod] = addRepeated(score[pod]!, best[j]!, k);
+    const podW = this.podW;
+    const seg = this.podSeg;
+    let stopped = 0;
+    for (let k = 0; k < dPods.length; k++) {
+      const pod = dPods[k]!;
+      if (podGen[pod] !== gen) continue;
+      score[pod] = addRepeated(score[pod]!, podW[pod]!, at - seg[pod]!);
+      seg[pod] = at;
+      const w = dW[k]!;
+      if (w !== w) {
+        // NaN: not in `to`.
+        this.podBlocks[pod] = at;
+        podGen[pod] = 0;
+        stopped++;
+      } else podW[pod] = w;
     }
+    return stopped;
+  }
+
+  /** The servers of `from` that are not in `to` (weight NaN) or weigh differently there (cached). */
+  private boundary(from: number, to: number): Boundary {
+    const cacheable = to < PACK;
+    const key = this.setStamp[from]! * PACK + to;
+    if (cacheable) {
+      const c = this.boundaries.get(key);
+      if (c !== undefined && c.toStamp === this.setStamp[to] && c.weightsVersion === this.weightsVersion) {
+        return c;
+      }
+    }
+    const toPods = this.setPods[to]!;
+    const toBest = this.bestWeights(to);
+    if (++this.markGen === 0xffffffff) {
+      this.podMark.fill(0);
+      this.markGen = 1;
+    }
+    const mark = this.markGen;
+    for (let j = 0; j < toPods.length; j++) {
+      this.podMark[toPods[j]!] = mark;
+      this.podMarkW[toPods[j]!] = toBest[j]!;
+    }
+    const fromPods = this.setPods[from]!;
+    const fromBest = this.bestWeights(from);
+    const pods: number[] = [];
+    const ws: number[] = [];
+    for (let j = 0; j < fromPods.length; j++) {
+      const pod = fromPods[j]!;
+      if (this.podMark[pod] !== mark) {
+        pods.push(pod);
+        ws.push(NaN);
+      } else if (this.podMarkW[pod] !== fromBest[j]) {
+        pods.push(pod);
+        ws.push(this.podMarkW[pod]!);
+      }
+    }
+    const b: Boundary = {
+      toStamp: this.setStamp[to]!,
+      weightsVersion: this.weightsVersion,
+      pods: Uint32Array.from(pods),
+      weights: Float64Array.from(ws),
+    };
+    if (cacheable) {
+      if (this.boundaries.size >= MAX_BOUNDARIES) this.boundaries.clear();
+      this.boundaries.set(key, b);
+    }
+    return b;
   }
 
   /** The best weight of each server of a set, for the current weights. */
@@ -665,6 +744,7 @@ export class MemoryIndex implements KvBlockIndex {
   /** Stamps run out: forget every cached transition and stamp the live sets afresh. */
   private restamp(): void {
     this.addTrans.clear();
+    this.boundaries.clear();
     this.stamps = 1;
     for (let s = 0; s < this.setEntries.length; s++) {
       if (this.setEntries[s] !== null) this.setStamp[s] = ++this.stamps;
@@ -839,6 +919,10 @@ export class MemoryIndex implements KvBlockIndex {
         this.podBlocks = resizeU32(this.podBlocks, cap);
         this.podScore = resizeF64(this.podScore, cap);
         this.podAllowed = resizeU32(this.podAllowed, cap);
+        this.podW = resizeF64(this.podW, cap);
+        this.podSeg = resizeU32(this.podSeg, cap);
+        this.podMark = resizeU32(this.podMark, cap);
+        this.podMarkW = resizeF64(this.podMarkW, cap);
       }
     }
     this.entryPod[id] = pid;
