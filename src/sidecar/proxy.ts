@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Http1Pool, UpstreamError } from '../core/http1/client.js';
 import { renderRequestHead } from '../core/http1/client.js';
+import { RELAY_DROPPED_HEADERS } from '../core/http1/hop-by-hop.js';
 import type { Http1Request, Http1Response } from '../core/http1/server.js';
 import {
   BadGatewayError,
@@ -21,7 +22,7 @@ import { PD_ROUTES, pathOf } from './api.js';
 import type { Connector } from './connectors/connector.js';
 import type { SidecarOptions } from './options.js';
 import { runPd } from './pd.js';
-import { HOP_BY_HOP, Relay, type CachedTokensRewrite } from './relay.js';
+import { Relay, type CachedTokensRewrite } from './relay.js';
 import type { PrefillAllowlist } from './ssrf.js';
 import type { PrefillPools } from './upstreams.js';
 
@@ -76,7 +77,7 @@ export function forwardedHeaderLines(
 ): string {
   let out = '';
   for (const k in h) {
-    if (HOP_BY_HOP.has(k) || ROUTING_HEADERS.has(k) || drop?.has(k)) continue;
+    if (RELAY_DROPPED_HEADERS.has(k) || ROUTING_HEADERS.has(k) || drop?.has(k)) continue;
     if (requestId !== null && k === 'x-request-id') continue;
     out += k + ': ' + h[k] + '\r\n';
   }

@@ -5,31 +5,17 @@
  * and a 2xx JSON body once complete; Content-Length is then recomputed rather than forwarded.
  */
 import type { UpstreamCall, UpstreamError, UpstreamResponseHandler } from '../core/http1/client.js';
+import { RELAY_DROPPED_HEADERS } from '../core/http1/hop-by-hop.js';
 import type { Framing, ResponseHead } from '../core/http1/head.js';
 import type { Http1Response } from '../core/http1/server.js';
 import { SseCachedTokensRewriter, rewriteCachedTokens } from './cached-tokens.js';
 
-/** RFC 9110 hop-by-hop headers, and the framing headers the relay sets itself. */
-export const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-  'expect',
-]);
-
-/** Response headers as `name: value` lines, without hop-by-hop ones. */
+/** Response headers as `name: value` lines, without hop-by-hop and framing ones. */
 export function responseHeaderLines(head: ResponseHead): string {
   let lines = '';
   const h = head.headers;
-  for (const k in h) if (!HOP_BY_HOP.has(k) && k !== 'set-cookie') lines += k + ': ' + h[k] + '\r\n';
+  for (const k in h)
+    if (!RELAY_DROPPED_HEADERS.has(k) && k !== 'set-cookie') lines += k + ': ' + h[k] + '\r\n';
   if (head.setCookie) for (const c of head.setCookie) lines += 'set-cookie: ' + c + '\r\n';
   return lines;
 }

@@ -10,6 +10,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { LlmdError, PayloadTooLargeError, asLlmdError } from '../../core/errors.js';
+import { headerSet } from '../../core/http1/hop-by-hop.js';
 import type { Logger } from '../../core/log.js';
 import { loadServingCertificate, type KeyPair } from '../../core/tls/self-signed.js';
 import type { Endpoint, EndpointSource } from '../framework/endpoint.js';
@@ -46,6 +47,15 @@ export const SUBSET_KEY = 'x-gateway-destination-endpoint-subset';
 export const LB_NAMESPACE = 'envoy.lb';
 /** Set on every response-headers reply (upstream's debug marker; conformance tests look for it). */
 export const RESPONSE_MARKER_HEADER = 'x-went-into-resp-headers';
+
+/**
+ * Request headers not echoed back as mutations: the EPP's own (control, injected, content-length; as
+ * upstream's IsSystemOwnedHeader) and `host`, which Envoy's default mutation rules do not let
+ * ext_proc change. Unlike the relays' set, no hop-by-hop names: Envoy has already removed those
+ * before ext_proc sees the request, and upstream passes everything else through. Pseudo-headers
+ * (`:path`, …) are skipped by prefix.
+ */
+export const EXT_PROC_NOT_ECHOED: ReadonlySet<string> = headerSet(SYSTEM_OWNED_HEADERS, ['host']);
 
 /** The largest non-streaming response body kept to read usage from and rewrite. */
 const MAX_BUFFERED_RESPONSE = 64 * 1024 * 1024;
@@ -247,7 +257,7 @@ class ProcessStream {
     const set: HeaderValueOption[] = [setHeader(DESTINATION_HEADER, dest)];
     if (body.length > 0) set.push(setHeader('content-length', String(body.length)));
     for (const k in headers) {
-      if (SYSTEM_OWNED_HEADERS.has(k) || k.startsWith(':') || k === 'host') continue;
+      if (EXT_PROC_NOT_ECHOED.has(k) || k.startsWith(':')) continue;
       set.push(setHeader(k, headers[k]!));
     }
     this.write({

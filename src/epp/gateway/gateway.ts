@@ -10,6 +10,7 @@
 import type { UpstreamCall, UpstreamError, UpstreamResponseHandler } from '../../core/http1/client.js';
 import { renderRequestHead } from '../../core/http1/client.js';
 import type { Framing, ResponseHead } from '../../core/http1/head.js';
+import { RELAY_DROPPED_HEADERS, headerSet } from '../../core/http1/hop-by-hop.js';
 import type { Http1Request, Http1Response } from '../../core/http1/server.js';
 import {
   LlmdError,
@@ -33,25 +34,16 @@ import type { EppMetrics, RequestSeries } from '../metrics.js';
 import { PoolModels } from './models.js';
 import type { Upstreams } from './upstreams.js';
 
-/** RFC 9110 hop-by-hop headers, plus those the relay sets itself. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-  'expect',
-  // Set by the EPP for the proxy; from a client they would only be spoofs.
+/**
+ * Not copied between the client and the model server, in either direction: what any relay drops, and
+ * the headers the EPP sets for the proxy, which from a client or a model server could only be spoofs.
+ * Unlike ext_proc, the gateway does pass the client's control headers (objective, model rewrite, …) on.
+ */
+export const GATEWAY_DROPPED_HEADERS: ReadonlySet<string> = headerSet(RELAY_DROPPED_HEADERS, [
   'x-gateway-destination-endpoint',
   'x-gateway-destination-endpoint-subset',
   'x-gateway-destination-endpoint-served',
-  'x-llm-d-request-dropped-reason',
+  DROPPED_REASON_HEADER,
 ]);
 
 /** The largest non-streaming body kept to read usage from. */
@@ -278,7 +270,7 @@ class Attempt implements UpstreamResponseHandler {
     const o = call.gw.o;
     const out: Record<string, string> = {};
     const h = head.headers;
-    for (const k in h) if (!HOP_BY_HOP.has(k) && k !== 'set-cookie') out[k] = h[k]!;
+    for (const k in h) if (!GATEWAY_DROPPED_HEADERS.has(k) && k !== 'set-cookie') out[k] = h[k]!;
     const ct = h['content-type'];
     const streaming = ct !== undefined && ct.includes('text/event-stream');
     if (streaming) this.sse = new SseUsageTracker();
@@ -415,7 +407,7 @@ function decisionHeader(s: Scheduled): string {
 /** The request's headers as `name: value` lines, without hop-by-hop ones. */
 function headerLines(h: Record<string, string>): string {
   let out = '';
-  for (const k in h) if (!HOP_BY_HOP.has(k)) out += k + ': ' + h[k] + '\r\n';
+  for (const k in h) if (!GATEWAY_DROPPED_HEADERS.has(k)) out += k + ': ' + h[k] + '\r\n';
   return out;
 }
 
