@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
+import { ALPHA_POOL_GROUP, DEFAULT_POOL_GROUP } from '../core/kubernetes/resources.js';
 import { LOG_LEVELS } from '../core/log.js';
 import { CONNECTOR_NAMES } from './connectors/connector.js';
 import { DEFAULT_SGLANG_BOOTSTRAP_PORT } from './connectors/sglang.js';
@@ -33,8 +34,20 @@ export const SidecarOptionsSchema = z
       .transform((c) => (c === 'lmcache' ? 'shared-storage' : c))
       .default('nixlv2'),
     enableSsrfProtection: z.boolean().default(false),
-    /** `namespace/name` or `name`; recorded for the InferencePool watch to come. */
-    inferencePool: z.string().min(1).optional(),
+    /** `namespace/name` or `name`: with SSRF protection, the pool whose pods are the allowlist. */
+    inferencePool: z
+      .string()
+      .regex(/^([^/\s]+\/)?[^/\s]+$/, 'expected namespace/name or name')
+      .optional(),
+    /** The InferencePool API group: `inference.networking.k8s.io` (v1) or `.x-k8s.io` (v1alpha2). */
+    poolGroup: z
+      .string()
+      .refine((g) => g === DEFAULT_POOL_GROUP || g === ALPHA_POOL_GROUP, {
+        message: `expected ${DEFAULT_POOL_GROUP} or ${ALPHA_POOL_GROUP}`,
+      })
+      .default(DEFAULT_POOL_GROUP),
+    /** A kubeconfig file; otherwise KUBECONFIG, ~/.kube/config or the in-cluster service account. */
+    kubeconfig: z.string().min(1).optional(),
     /** The static SSRF allowlist: IP addresses and host names. */
     allowedPrefillHosts: z.array(z.string()).default([]),
     /** Serve HTTPS. Off by default here, unlike upstream: see the flag's help. */
@@ -93,6 +106,8 @@ export const FLAG_OF: Readonly<Record<keyof SidecarOptions, string>> = {
   connector: '--kv-connector',
   enableSsrfProtection: '--enable-ssrf-protection',
   inferencePool: '--inference-pool',
+  poolGroup: '--pool-group',
+  kubeconfig: '--kubeconfig',
   allowedPrefillHosts: '--allowed-prefill-hosts',
   secureProxy: '--secure-proxy',
   certPath: '--cert-path',

@@ -6,6 +6,7 @@
 import type { Server as TlsServer } from 'node:tls';
 import type { Http1Pool } from '../core/http1/client.js';
 import { Http1Server } from '../core/http1/server.js';
+import type { KubeApi } from '../core/kubernetes/client.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { Rng } from '../core/rng.js';
 import { createConnector } from './connectors/index.js';
@@ -26,8 +27,12 @@ export interface RunningSidecar {
 
 export interface SidecarDeps {
   readonly logger?: Logger;
-  /** Overrides the static allowlist (the InferencePool watch will plug in here). */
+  /** Overrides the allowlist of the flags (static, or the InferencePool's pods). */
   readonly allowlist?: PrefillAllowlist;
+  /** The API client for the InferencePool watch, instead of one made from the kubeconfig. */
+  readonly kubeApi?: KubeApi;
+  /** How long start-up waits for the InferencePool and its pods to be listed. Default 30 s. */
+  readonly poolSyncTimeoutMs?: number;
 }
 
 export async function startSidecar(
@@ -40,15 +45,25 @@ export async function startSidecar(
   const connector = createConnector(o.connector, { sglangBootstrapPort: o.sglangBootstrapPort, rng });
 
   let allowlist: PrefillAllowlist | null = null;
+  let poolAllowlist: { close(): Promise<void> } | null = null;
   if (o.enableSsrfProtection) {
-    allowlist = deps.allowlist ?? new StaticAllowlist(o.allowedPrefillHosts);
-    if (o.inferencePool !== undefined && deps.allowlist === undefined) {
-      log.warn(
-        { inference_pool: o.inferencePool, allowed: allowlist.size },
-        'the InferencePool watch is not available yet: the SSRF allowlist is --allowed-prefill-hosts',
-      );
-    }
-    if (allowlist.size === 0) {
+    if (deps.allowlist !== undefined) allowlist = deps.allowlist;
+    else if (o.inferencePool !== undefined) {
+      // Loaded only here: the Kubernetes client takes a second to import.
+      const { PoolAllowlist } = await import('./pool-allowlist.js');
+      const pool = await PoolAllowlist.start({
+        inferencePool: o.inferencePool,
+        poolGroup: o.poolGroup,
+        extraHosts: o.allowedPrefillHosts,
+        kubeconfig: o.kubeconfig,
+        api: deps.kubeApi,
+        syncTimeoutMs: deps.poolSyncTimeoutMs,
+        logger: log,
+      });
+      allowlist = pool;
+      poolAllowlist = pool;
+    } else allowlist = new StaticAllowlist(o.allowedPrefillHosts);
+    if (allowlist.size === 0 && poolAllowlist === null) {
       log.warn('SSRF protection is on with an empty allowlist: every prefill target will be refused (403)');
     }
   }
@@ -69,6 +84,7 @@ export async function startSidecar(
     await Promise.all(tlsServers.map((t) => new Promise<void>((r) => t.close(() => r()))));
     prefillPools.close();
     for (const d of decoders) d.destroy();
+    await poolAllowlist?.close();
   };
 
   try {
@@ -112,6 +128,7 @@ export async function startSidecar(
         model_server: hostPort(o.modelServerHost, o.modelServerPort),
         data_parallel_size: o.dataParallelSize,
         ssrf_protection: o.enableSsrfProtection,
+        inference_pool: o.enableSsrfProtection ? (o.inferencePool ?? null) : null,
         secure_proxy: o.secureProxy,
         self_signed: pair?.selfSigned ?? false,
         tls: o.enableTls,

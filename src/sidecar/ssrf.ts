@@ -3,8 +3,8 @@
  * the EPP, but anyone who can reach the sidecar can set it; with SSRF protection on, only hosts in the
  * allowlist are contacted (any port on them, as upstream), and whatever the header holds — schemes,
  * paths, userinfo, stray brackets — is either an allowed host or refused with 403 before a byte is sent.
- * The allowlist is an interface so that the InferencePool watch can feed it later; today it is the
- * static `--allowed-prefill-hosts` list.
+ * The allowlist is the static `--allowed-prefill-hosts` list, or with `--inference-pool` the pool's
+ * pods (pool-allowlist.ts).
  */
 import { isIP } from 'node:net';
 import type { PrefillTarget } from './connectors/connector.js';
