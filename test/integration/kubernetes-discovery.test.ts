@@ -38,7 +38,6 @@ schedulingProfiles:
 
 let fake: FakeKubeApi;
 let dir: string;
-let serve: LlmdProcess;
 let servePort: number;
 let kvPort: number;
 let epp: LlmdProcess;
@@ -72,7 +71,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'llmd-k8s-'));
   const kubeconfig = fake.writeKubeconfig(dir);
   [servePort, kvPort] = [await freePort(), await freePort()];
-  serve = await startServeProcess([
+  await startServeProcess([
     '--port',
     String(servePort),
     '--kv-events-config',
