@@ -306,7 +306,7 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
 });
 
 describe('the image', () => {
-  it('is built from node:20-slim in stages and runs llmd', () => {
+  it('is built from node:20-slim in stages, ships the .proto files and runs llmd', () => {
     const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
     const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
     expect(froms.length).toBeGreaterThanOrEqual(2);
@@ -314,6 +314,22 @@ describe('the image', () => {
     expect(dockerfile).toMatch(/^RUN npm ci\b/m);
     expect(dockerfile).toMatch(/^ENTRYPOINT \["llmd"\]/m);
     expect(existsSync(join(ROOT, '.dockerignore'))).toBe(true);
+    // The build stage has what `npm run build` needs to put the .proto files into dist/.
+    const build = (
+      JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { build: string } }
+    ).scripts.build;
+    expect(build).toMatch(/&& node scripts\/copy-assets\.mjs$/);
+    const copyScript = dockerfile.indexOf('COPY scripts/copy-assets.mjs ');
+    expect(copyScript).toBeGreaterThan(0);
+    expect(copyScript).toBeLessThan(dockerfile.indexOf('RUN npm run build'));
+    expect(dockerfile).toMatch(/^COPY src \.\/src$/m);
+    expect(dockerfile).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim());
+    expect(ignored).toContain('!scripts/copy-assets.mjs');
+    expect(ignored.indexOf('!scripts/copy-assets.mjs')).toBeGreaterThan(ignored.indexOf('scripts/*'));
+    expect(ignored.filter((l) => l === 'src' || l.startsWith('src/') || l.includes('proto'))).toEqual([]);
     // Every image the manifests run llmd from is the one image.
     const images = new Set(
       [...rendered.values()]

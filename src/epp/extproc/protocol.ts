@@ -1,15 +1,15 @@
 /**
- * The Envoy ext_proc and gRPC health wire types: the protos are loaded once from the embedded text
- * (`proto/files.ts`), incoming messages are checked with zod, and the few value shapes the server
- * builds (header mutations, streamed bodies, Struct metadata) have helpers here.
+ * The Envoy ext_proc and gRPC health wire types: the protos are loaded once from the .proto files in
+ * `proto/` beside this module (in src/ when run from source, copied into dist/ by the build), incoming
+ * messages are checked with zod, and the few value shapes the server builds (header mutations,
+ * streamed bodies, Struct metadata) have helpers here.
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { z } from 'zod';
-import { PROTO_FILES } from './proto/files.js';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
@@ -31,27 +31,33 @@ interface Loaded {
   readonly pkg: grpc.GrpcObject;
 }
 
+/** The import root of our .proto files; `google/protobuf/*` comes with the loader. */
+export const PROTO_DIR = fileURLToPath(new URL('./proto/', import.meta.url));
+
+/** The files that declare the services; the loader follows their imports from `PROTO_DIR`. */
+export const PROTO_ENTRY_FILES: readonly string[] = [
+  'envoy/service/ext_proc/v3/external_processor.proto',
+  'grpc/health/v1/health.proto',
+];
+
 let loaded: Loaded | null = null;
 
 /** The service definitions, loaded on first use. */
 export function protos(): Loaded {
   if (loaded !== null) return loaded;
-  const dir = mkdtempSync(join(tmpdir(), 'llmd-proto-'));
-  try {
-    for (const [name, text] of Object.entries(PROTO_FILES)) {
-      const path = join(dir, name);
-      mkdirSync(dirname(path), { recursive: true });
-      writeFileSync(path, text);
-    }
-    const def = protoLoader.loadSync(Object.keys(PROTO_FILES), { ...LOADER_OPTIONS, includeDirs: [dir] });
-    const pkg = grpc.loadPackageDefinition(def);
-    const extProc = def[EXT_PROC_SERVICE] as grpc.ServiceDefinition;
-    const health = def[HEALTH_SERVICE] as grpc.ServiceDefinition;
-    loaded = { extProc, health, pkg };
-    return loaded;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  for (const f of PROTO_ENTRY_FILES) {
+    // A dist/ built by plain tsc has no .proto files: say so rather than fail deep in the loader.
+    if (!existsSync(join(PROTO_DIR, f)))
+      throw new Error(
+        `${join(PROTO_DIR, f)} is missing: build with \`npm run build\`, which copies the .proto files`,
+      );
   }
+  const def = protoLoader.loadSync([...PROTO_ENTRY_FILES], { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
+  const pkg = grpc.loadPackageDefinition(def);
+  const extProc = def[EXT_PROC_SERVICE] as grpc.ServiceDefinition;
+  const health = def[HEALTH_SERVICE] as grpc.ServiceDefinition;
+  loaded = { extProc, health, pkg };
+  return loaded;
 }
 
 // ---- incoming messages (checked at the edge) ----
