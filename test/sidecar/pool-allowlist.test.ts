@@ -8,6 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseSidecarArgs } from '../../src/sidecar/flags.js';
+import { parseSidecarOptions } from '../../src/sidecar/options.js';
 import { PoolAllowlist, parseInferencePool } from '../../src/sidecar/pool-allowlist.js';
 import { startSidecar } from '../../src/sidecar/sidecar.js';
 import {
@@ -60,6 +62,17 @@ describe('PoolAllowlist', () => {
   it('reads namespace/name, or name in default', () => {
     expect(parseInferencePool('llmd/pool')).toEqual({ namespace: 'llmd', name: 'pool' });
     expect(parseInferencePool('pool')).toEqual({ namespace: 'default', name: 'pool' });
+  });
+
+  it('takes --pool-group and --kubeconfig, and refuses an unknown group or a malformed pool', () => {
+    const args = parseSidecarArgs(['-pool-group=inference.networking.x-k8s.io', '--kubeconfig', '/k']);
+    expect(args.help).toBe(false);
+    const o = parseSidecarOptions(args.help ? {} : args.input);
+    expect(o.poolGroup).toBe('inference.networking.x-k8s.io');
+    expect(o.kubeconfig).toBe('/k');
+    expect(parseSidecarOptions({}).poolGroup).toBe('inference.networking.k8s.io');
+    expect(() => parseSidecarOptions({ poolGroup: 'example.com' })).toThrow(/--pool-group/);
+    expect(() => parseSidecarOptions({ inferencePool: 'a/b/c' })).toThrow(/--inference-pool/);
   });
 
   it("holds the pool's pod IPs and names, and follows pods, the selector and the pool", async () => {
