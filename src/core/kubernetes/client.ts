@@ -39,7 +39,8 @@ export interface WatchHandle {
 export interface KubeApi {
   /** The API server's URL, for logs. */
   readonly server: string;
-  list(path: string, query: Query): Promise<ListResult>;
+  /** `signal` abandons the request (the informer stopping). */
+  list(path: string, query: Query, signal?: AbortSignal): Promise<ListResult>;
   watch(
     path: string,
     query: Query,
@@ -81,8 +82,23 @@ export async function loadKubeConfig(opts: KubeClientOptions = {}): Promise<Kube
     const where = opts.kubeconfig ?? 'the default kubeconfig';
     throw new ConfigError(`--kubeconfig: cannot load ${where}: ${(err as Error).message}`, 'kubeconfig');
   }
-  if (kc.getCurrentCluster() === null) {
+  const cluster = kc.getCurrentCluster();
+  if (cluster === null) {
     throw new ConfigError('--kubeconfig: the kubeconfig has no current cluster', 'kubeconfig');
+  }
+  // Credentials and TLS settings are applied once now, so that a bad kubeconfig fails at start-up
+  // instead of on every retry of every list.
+  try {
+    await kc.applyToHTTPSOptions({});
+  } catch (err) {
+    const fallback =
+      opts.kubeconfig === undefined && cluster.server === 'http://localhost:8080'
+        ? ' (no KUBECONFIG, ~/.kube/config or in-cluster service account was found)'
+        : '';
+    throw new ConfigError(
+      `--kubeconfig: cannot reach cluster ${cluster.server}${fallback}: ${(err as Error).message}`,
+      'kubeconfig',
+    );
   }
   return kc;
 }
@@ -108,11 +124,11 @@ class KubeClient implements KubeApi {
     this.server = kc.getCurrentCluster()?.server ?? '';
   }
 
-  async list(path: string, query: Query): Promise<ListResult> {
+  async list(path: string, query: Query, signal?: AbortSignal): Promise<ListResult> {
     const url = this.url(path, query);
     const opts: https.RequestOptions = {};
     await this.kc.applyToHTTPSOptions(opts);
-    const body = await getJson(url, opts, this.listTimeoutMs);
+    const body = await getJson(url, { ...opts, signal }, this.listTimeoutMs);
     const r = listSchema.safeParse(body);
     if (!r.success) {
       throw new KubernetesApiError(`GET ${url.pathname}: the answer is not a list`, 200);

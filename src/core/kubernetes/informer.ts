@@ -102,6 +102,7 @@ export class Informer<T> {
   private loop: Promise<void> | null = null;
   private current: WatchHandle | null = null;
   private wake: (() => void) | null = null;
+  private listing: AbortController | null = null;
   private syncWaiters: (() => void)[] = [];
 
   constructor(private readonly o: InformerOptions<T>) {
@@ -153,6 +154,7 @@ export class Informer<T> {
     this.stopped = true;
     this.current?.abort();
     this.current = null;
+    this.listing?.abort();
     this.wake?.();
     await this.loop;
     this.loop = null;
@@ -236,11 +238,18 @@ export class Informer<T> {
     let token = '';
     let rv = '';
     do {
-      const page = await this.o.api.list(this.o.path, {
-        ...this.selectors(),
-        limit: String(this.pageSize),
-        continue: token === '' ? undefined : token,
-      });
+      const listing = new AbortController();
+      this.listing = listing;
+      let page;
+      try {
+        page = await this.o.api.list(
+          this.o.path,
+          { ...this.selectors(), limit: String(this.pageSize), continue: token === '' ? undefined : token },
+          listing.signal,
+        );
+      } finally {
+        this.listing = null;
+      }
       if (this.stopped) return;
       rv = page.resourceVersion;
       token = page.continueToken;

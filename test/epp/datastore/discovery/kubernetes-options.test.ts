@@ -2,7 +2,7 @@
  * `llmd epp`'s Kubernetes options as startEpp checks them: one source of endpoints, a selector with its
  * ports, a known pool group; and an EPP that follows an InferencePool in-process.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -46,6 +46,20 @@ describe('startEpp Kubernetes options', () => {
   it('fails cleanly on a kubeconfig that cannot be read', async () => {
     await expect(startEpp({ ...base, poolName: 'p', kubeconfig: '/nonexistent/kubeconfig' })).rejects.toThrow(
       /--kubeconfig: cannot load \/nonexistent\/kubeconfig/,
+    );
+  });
+
+  it('fails at start-up on a kubeconfig whose cluster cannot be used', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'llmd-epp-k8s-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'config');
+    writeFileSync(
+      path,
+      'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]\n' +
+        'users: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+    );
+    await expect(startEpp({ ...base, poolName: 'p', kubeconfig: path })).rejects.toThrow(
+      /--kubeconfig: cannot reach cluster http:\/\/127\.0\.0\.1:1: HTTP protocol is not allowed/,
     );
   });
 
