@@ -19,7 +19,7 @@ import {
   sampleLength,
   type Distribution,
 } from './distribution.js';
-import { SessionHistory } from './sessions.js';
+import { PromptAssembler, type PromptPart } from './prompt.js';
 import type { Workload, WorkloadDescription, WorkloadRequest } from './workload.js';
 import { WordPool } from './words.js';
 
@@ -43,8 +43,7 @@ export class ChatWorkload implements Workload {
   private readonly pool: WordPool;
   private readonly users: Distribution;
   private readonly outputs: Distribution;
-  private readonly history = new SessionHistory();
-  private verified = false;
+  private readonly prompts: PromptAssembler;
 
   constructor(
     private readonly cfg: ChatConfig,
@@ -52,6 +51,7 @@ export class ChatWorkload implements Workload {
     private readonly seed: number,
   ) {
     this.pool = WordPool.of(tokenizer);
+    this.prompts = new PromptAssembler(this.pool, 'a chat prompt');
     this.users = cfg.user_distribution ?? fixed(cfg.user_len);
     this.outputs = cfg.output_distribution ?? fixed(cfg.output_len);
   }
@@ -64,27 +64,23 @@ export class ChatWorkload implements Workload {
     const conversation = Math.floor(round / this.cfg.turns);
     // Sessions are numbered across the run: slot, then the slot's later conversations.
     const session = conversation * n + slot;
-    if (turn === 0 && conversation > 0) this.history.reset(session - n);
+    if (turn === 0 && conversation > 0) this.prompts.endSession(session - n);
     const rng = new Rng(seedFrom(`chat:${session}:${turn}`, this.seed));
-    const qLen = sampleLength(this.users, rng);
-    const question = this.pool.text(rng, qLen);
+    const question = this.prompts.question(rng, this.users);
     const maxTokens = sampleLength(this.outputs, rng);
-    const h = this.history.get(session, () => ({
+    const system = (): PromptPart => ({
       text: this.pool.text(
         new Rng(seedFrom(`chat-system:${session}`, this.seed)),
         this.cfg.system_prompt_len,
       ),
       tokens: this.cfg.system_prompt_len,
-    }));
-    if (!this.verified) {
-      this.verified = true;
-      this.pool.verify(h.messages[0]!.content + question, this.cfg.system_prompt_len + qLen, 'a chat prompt');
-    }
+    });
+    const { messages, promptTokens } = this.prompts.assemble(system, question, session);
     return {
       index,
-      messages: [...h.messages, { role: 'user', content: question }],
-      promptTokens: h.tokens + qLen,
-      questionTokens: qLen,
+      messages,
+      promptTokens,
+      questionTokens: question.tokens,
       maxTokens,
       group: null,
       session,
@@ -93,9 +89,7 @@ export class ChatWorkload implements Workload {
   }
 
   onResponse(req: WorkloadRequest, text: string, outputTokens: number): void {
-    if (req.session === null) return;
-    const q = req.messages[req.messages.length - 1]!;
-    this.history.append(req.session, q.content, req.questionTokens, text, outputTokens);
+    this.prompts.answered(req, text, outputTokens);
   }
 
   describe(): WorkloadDescription {

@@ -19,7 +19,7 @@ import {
   sampleLength,
   type Distribution,
 } from './distribution.js';
-import { SessionHistory } from './sessions.js';
+import { PromptAssembler, type PromptPart } from './prompt.js';
 import type { Workload, WorkloadDescription, WorkloadRequest } from './workload.js';
 import { WordPool } from './words.js';
 
@@ -45,9 +45,8 @@ export class SharedPrefixWorkload implements Workload {
   private readonly prefixes = new Map<number, string>();
   private readonly questions: Distribution;
   private readonly outputs: Distribution;
-  private readonly history = new SessionHistory();
+  private readonly prompts: PromptAssembler;
   private readonly sessions: number;
-  private verified = false;
 
   constructor(
     private readonly cfg: SharedPrefixConfig,
@@ -55,6 +54,7 @@ export class SharedPrefixWorkload implements Workload {
     private readonly seed: number,
   ) {
     this.pool = WordPool.of(tokenizer);
+    this.prompts = new PromptAssembler(this.pool, 'a shared-prefix prompt');
     this.questions = cfg.question_distribution ?? fixed(cfg.question_len);
     this.outputs = cfg.output_distribution ?? fixed(cfg.output_len);
     this.needsText = cfg.enable_multi_turn_chat;
@@ -77,53 +77,28 @@ export class SharedPrefixWorkload implements Workload {
     const group = session % this.cfg.num_groups;
     // Single-turn rounds resend the same prompt; multi-turn rounds ask a new question each.
     const qRound = this.cfg.enable_multi_turn_chat ? round : 0;
-    const rng = new Rng(seedFrom(`question:${session}:${qRound}`, this.seed));
-    const qLen = sampleLength(this.questions, rng);
-    const question = this.pool.text(rng, qLen);
+    const question = this.prompts.question(
+      new Rng(seedFrom(`question:${session}:${qRound}`, this.seed)),
+      this.questions,
+    );
     const maxTokens = sampleLength(this.outputs, new Rng(seedFrom(`output:${session}:${round}`, this.seed)));
-    if (!this.verified) {
-      this.verified = true;
-      this.pool.verify(
-        this.prefix(group) + question,
-        this.cfg.system_prompt_len + qLen,
-        'a shared-prefix prompt',
-      );
-    }
-    if (!this.cfg.enable_multi_turn_chat) {
-      return {
-        index,
-        messages: [
-          { role: 'system', content: this.prefix(group) },
-          { role: 'user', content: question },
-        ],
-        promptTokens: this.cfg.system_prompt_len + qLen,
-        questionTokens: qLen,
-        maxTokens,
-        group,
-        session,
-        turn: 0,
-      };
-    }
-    const h = this.history.get(session, () => ({
-      text: this.prefix(group),
-      tokens: this.cfg.system_prompt_len,
-    }));
+    const system = (): PromptPart => ({ text: this.prefix(group), tokens: this.cfg.system_prompt_len });
+    const multiTurn = this.cfg.enable_multi_turn_chat;
+    const { messages, promptTokens } = this.prompts.assemble(system, question, multiTurn ? session : null);
     return {
       index,
-      messages: [...h.messages, { role: 'user', content: question }],
-      promptTokens: h.tokens + qLen,
-      questionTokens: qLen,
+      messages,
+      promptTokens,
+      questionTokens: question.tokens,
       maxTokens,
       group,
       session,
-      turn: round,
+      turn: multiTurn ? round : 0,
     };
   }
 
   onResponse(req: WorkloadRequest, text: string, outputTokens: number): void {
-    if (!this.needsText || req.session === null) return;
-    const q = req.messages[req.messages.length - 1]!;
-    this.history.append(req.session, q.content, req.questionTokens, text, outputTokens);
+    if (this.needsText) this.prompts.answered(req, text, outputTokens);
   }
 
   describe(): WorkloadDescription {
