@@ -4,8 +4,14 @@
  * cleanly on SIGINT/SIGTERM. Flag names and defaults follow the upstream tools (vLLM for `serve`).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { LlmdError } from './core/errors.js';
-import { createLogger, LOG_LEVELS, type LogLevel } from './core/log.js';
+import { ConfigError, LlmdError } from './core/errors.js';
+import { createKubeClient } from './core/kubernetes/client.js';
+import { PoolPodsWatch, type PoolSource } from './core/kubernetes/pool-pods.js';
+import { poolVersion } from './core/kubernetes/resources.js';
+import { parseLabelSelector } from './core/kubernetes/selector.js';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './core/log.js';
+import type { KvEventIngest } from './kvcache/events/ingest.js';
+import { PoolDialer } from './kvcache/pool-dialer.js';
 import {
   KvEventsConfigSchema,
   KvTransferConfigSchema,
@@ -428,7 +434,56 @@ interface KvIndexerFlags {
   model: string;
   tokenizer?: string;
   speculativeTtl: number;
+  poolName?: string;
+  poolNamespace?: string;
+  poolGroup: string;
+  endpointSelector?: string;
+  endpointTargetPorts?: number[];
+  kubeconfig?: string;
+  podSocketPort: number;
   logLevel: LogLevel;
+}
+
+/**
+ * `llmd kv-indexer --pool-name` / `--endpoint-selector`: dial the KV events of the pool's pods as they
+ * come and go. Null without either flag.
+ */
+async function followPool(
+  flags: KvIndexerFlags,
+  ingest: KvEventIngest,
+  logger: Logger,
+): Promise<{ stop(): Promise<void> } | null> {
+  if (flags.poolName === undefined && flags.endpointSelector === undefined) return null;
+  const ports = flags.endpointTargetPorts ?? [];
+  if (flags.poolName !== undefined && flags.endpointSelector !== undefined)
+    throw new ConfigError('--pool-name and --endpoint-selector are mutually exclusive', 'endpointSelector');
+  if (flags.endpointSelector !== undefined && (ports.length === 0 || ports.length > 8))
+    throw new ConfigError(
+      '--endpoint-selector needs --endpoint-target-ports (1 to 8)',
+      'endpointTargetPorts',
+    );
+  if (flags.endpoint.length > 0)
+    throw new ConfigError(
+      '--endpoint and --pool-name/--endpoint-selector are mutually exclusive',
+      'endpoint',
+    );
+  poolVersion(flags.poolGroup);
+  const source: PoolSource =
+    flags.poolName !== undefined
+      ? { kind: 'pool', name: flags.poolName, group: flags.poolGroup }
+      : { kind: 'selector', selector: parseLabelSelector(flags.endpointSelector!), targetPorts: ports };
+  const watch = new PoolPodsWatch({
+    api: await createKubeClient({ kubeconfig: flags.kubeconfig }),
+    namespace: flags.poolNamespace ?? nonEmpty(process.env.NAMESPACE) ?? 'default',
+    source,
+    logger,
+  });
+  const dialer = new PoolDialer({ watch, ingest, socketPort: flags.podSocketPort, logger });
+  watch.start();
+  await watch.waitForSync();
+  await dialer.idle();
+  logger.info({ source: watch.describe(), dialled: dialer.wanted().length }, 'dialling the pool pods');
+  return watch;
 }
 
 function kvIndexerCommand(): Command {
@@ -468,6 +523,29 @@ function kvIndexerCommand(): Command {
       durationMs,
       2000,
     )
+    .option(
+      '--pool-name <name>',
+      "dial the KV events of this InferencePool's ready pods, as they come and go",
+    )
+    .option('--pool-namespace <ns>', "the pool's namespace (default: env NAMESPACE, else default)")
+    .option(
+      '--pool-group <group>',
+      'the InferencePool API group: inference.networking.k8s.io (v1) or inference.networking.x-k8s.io (v1alpha2)',
+      'inference.networking.k8s.io',
+    )
+    .option('--endpoint-selector <selector>', 'without the CRD: dial the pods matching this label selector')
+    .option(
+      '--endpoint-target-ports <ports>',
+      "with --endpoint-selector: each pod's model-server ports (the servers' ids are podIP:port)",
+      portList,
+    )
+    .option('--kubeconfig <path>', 'kubeconfig file (default: KUBECONFIG, ~/.kube/config or in-cluster)')
+    .option(
+      '--pod-socket-port <port>',
+      "the pods' KV-event publisher port (llm-d podDiscoveryConfig.socketPort); the pod annotation llm-d.ai/kv-events-endpoint overrides it",
+      port,
+      5557,
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'))
     .action(async (flags: KvIndexerFlags) => {
       const logger = createLogger(flags.logLevel, 'kv-indexer');
@@ -493,9 +571,18 @@ function kvIndexerCommand(): Command {
         },
         { logger },
       );
+      let pool: { stop(): Promise<void> } | null;
+      try {
+        pool = await followPool(flags, running.ingest, logger);
+      } catch (err) {
+        await running.close();
+        throw err;
+      }
       const stop = (signal: string): void => {
         logger.info({ signal }, 'shutting down');
-        void running.close().then(() => process.exit(0));
+        void Promise.resolve(pool?.stop())
+          .then(() => running.close())
+          .then(() => process.exit(0));
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));

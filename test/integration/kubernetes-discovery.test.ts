@@ -41,6 +41,7 @@ let dir: string;
 let servePort: number;
 let kvPort: number;
 let epp: LlmdProcess;
+let kubeconfig: string;
 
 function servingPod(ready: boolean): Record<string, unknown> {
   return pod({
@@ -69,7 +70,7 @@ async function metric(name: string): Promise<number> {
 beforeAll(async () => {
   fake = await startFakeKubeApi();
   dir = mkdtempSync(join(tmpdir(), 'llmd-k8s-'));
-  const kubeconfig = fake.writeKubeconfig(dir);
+  kubeconfig = fake.writeKubeconfig(dir);
   [servePort, kvPort] = [await freePort(), await freePort()];
   await startServeProcess([
     '--port',
@@ -170,5 +171,68 @@ describe('llmd epp --pool-name against a Kubernetes API server', () => {
       10_000,
       'the EPP to hang up on the pod',
     );
+  });
+});
+
+describe('llmd kv-indexer --pool-name', () => {
+  it("dials the pool pods' KV events on --pod-socket-port and scores what they hold", async () => {
+    const indexer = await startLlmd(
+      [
+        'kv-indexer',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--no-zmq',
+        '--cache-size=100000',
+        '--model',
+        MODEL,
+        '--pool-name',
+        'llmd',
+        '--kubeconfig',
+        kubeconfig,
+        '--pod-socket-port',
+        String(kvPort),
+      ],
+      'llmd kv-indexer is ready',
+      20_000,
+      { NAMESPACE: NS },
+    );
+    await waitFor(() => indexer.logs.some((l) => l.includes('dialling the pool pods')), 10_000, 'the pool');
+    // A ready pod without the annotation: its events are read at podIP:--pod-socket-port.
+    await waitFor(() => fake.watchers(PODS) >= 2, 10_000, 'the pod watch');
+    fake.apply(PODS, pod({ name: 'kv-0', namespace: NS, ip: '127.0.0.1', labels: SERVING }));
+    const id = `127.0.0.1:${servePort}`;
+    let n = 0;
+    await waitFor(
+      async () => {
+        const prompt = Array.from({ length: 40 }, (_, i) => `indexed clause ${i} of contract ${n}`).join(
+          '; ',
+        );
+        n++;
+        const res = await fetch(`http://127.0.0.1:${servePort}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: MODEL, prompt, max_tokens: 1 }),
+        });
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+        for (let i = 0; i < 20; i++) {
+          const scores = (await (
+            await fetch(`${indexer.url}/score_completions`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ model: MODEL, prompt }),
+            })
+          ).json()) as Record<string, number>;
+          if ((scores[id] ?? 0) > 0) return true;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        return false;
+      },
+      10_000,
+      'the index to hold the pod',
+    );
+    await indexer.kill();
   });
 });
