@@ -178,17 +178,18 @@ export class Informer<T> {
       const started = Date.now();
       const outcome = await this.watchOnce();
       if (this.stopped) break;
-      if (outcome.kind === 'gone') {
+      // A version the server no longer has: an ERROR event, or 410 on the watch request itself.
+      const gone =
+        outcome.kind === 'gone' ||
+        (outcome.kind === 'error' &&
+          outcome.err instanceof KubernetesApiError &&
+          outcome.err.httpStatus === 410);
+      if (gone) {
         this.stats.relists++;
         this.log.info({ resource_version: this.resourceVersion }, 'watch expired (410 Gone); listing again');
         needList = true;
       } else if (outcome.kind === 'error') {
         this.failed('watch', outcome.err);
-        // A version the server no longer has comes back as 410 on the watch request itself.
-        if (outcome.err instanceof KubernetesApiError && outcome.err.httpStatus === 410) {
-          this.stats.relists++;
-          needList = true;
-        }
         await this.pause();
       } else if (outcome.events === 0 && Date.now() - started < 1000) {
         // A server that closes every watch at once would otherwise be hammered.
