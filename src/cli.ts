@@ -303,9 +303,9 @@ function eppCommand(): Command {
     .option('--disable-endpoint-subset-filter', "ignore the proxy's endpoint subset hint")
     .option(
       '--secure-serving <bool>',
-      'TLS on ext_proc with the certificate of --cert-path (upstream defaults to true, self-signed)',
+      'serve ext_proc over TLS: the certificate of --cert-path, else a self-signed one (as upstream)',
       bool,
-      false,
+      true,
     )
     .option('--cert-path <dir>', 'directory with tls.crt and tls.key for --secure-serving')
     .option('--metrics-port <port>', 'Prometheus metrics port', port, 9090)
