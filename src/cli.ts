@@ -261,6 +261,7 @@ interface EppFlags {
   grpcHost: string;
   disableEndpointSubsetFilter?: boolean;
   secureServing: boolean;
+  drainTimeout: number;
   certPath?: string;
   metricsPort: number;
   refreshMetricsInterval: number;
@@ -308,6 +309,12 @@ function eppCommand(): Command {
       true,
     )
     .option('--cert-path <dir>', 'directory with tls.crt and tls.key for --secure-serving')
+    .option(
+      '--drain-timeout <duration>',
+      'on SIGTERM, how long ext_proc streams in flight may finish while health reports NOT_SERVING',
+      durationMs,
+      30_000,
+    )
     .option('--metrics-port <port>', 'Prometheus metrics port', port, 9090)
     .option(
       '--refresh-metrics-interval <duration>',
@@ -374,12 +381,12 @@ function eppCommand(): Command {
         },
         logger,
       );
-      const stop = (signal: string): void => {
-        logger.info({ signal }, 'shutting down');
-        void running.close().then(() => process.exit(0));
+      const stop = (signal: string, drainMs: number): void => {
+        logger.info({ signal, drain_ms: drainMs }, 'shutting down');
+        void running.close(drainMs).then(() => process.exit(0));
       };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT', 0));
+      process.once('SIGTERM', () => stop('SIGTERM', flags.drainTimeout));
     });
 }
 

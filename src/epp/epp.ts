@@ -127,7 +127,8 @@ export interface RunningEpp {
   readonly director: Director;
   readonly scraper: Scraper;
   readonly metrics: EppMetrics;
-  close(): Promise<void>;
+  /** Stops; `drainMs` > 0 lets ext_proc streams in flight finish first (see RunningExtProc.close). */
+  close(drainMs?: number): Promise<void>;
 }
 
 export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise<RunningEpp> {
@@ -344,13 +345,14 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
     director,
     scraper,
     metrics,
-    close() {
+    close(drainMs = 0) {
       closing ??= (async () => {
+        // In-flight ext_proc streams still need the endpoints and their metrics while they drain.
+        await extProc?.close(drainMs);
         scraper.stop();
         await discovery?.stop();
         await Promise.all([
           gatewayServer?.close(),
-          extProc?.close(),
           ...servers.map(
             (s) =>
               new Promise<void>((resolve) => {

@@ -546,7 +546,12 @@ export interface RunningExtProc {
   readonly certificate: Buffer | null;
   /** From now on the ext_proc service reports NOT_SERVING (streams keep being served). */
   drain(): void;
-  close(): Promise<void>;
+  /**
+   * Stops. With `graceMs` > 0 (a SIGTERM in a rolling update) it drains first: health reports
+   * NOT_SERVING, new streams are refused, and the streams in flight may finish for up to `graceMs`
+   * before they are cut; health answers until then, so probes see the drain.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** The ext_proc gRPC server and, on its own port, the gRPC health service. */
@@ -599,21 +604,25 @@ export async function startExtProc(opts: GrpcServeOptions): Promise<RunningExtPr
       throw err;
     }
   }
+  const drain = (): void => {
+    if (draining) return;
+    draining = true;
+    for (const w of watchers) w.write({ status: status(w.request.service ?? '') });
+  };
   let closing: Promise<void> | null = null;
   return {
     port,
     healthPort,
     handler,
     certificate: opts.tls?.cert ?? null,
-    drain() {
-      draining = true;
-      for (const w of watchers) w.write({ status: status(w.request.service ?? '') });
-    },
-    close() {
+    drain,
+    close(graceMs = 0) {
       closing ??= (async () => {
+        drain();
+        await shutdown(server, graceMs);
         for (const w of watchers) w.end();
         watchers.clear();
-        await Promise.all([shutdown(server), health !== null ? shutdown(health) : undefined]);
+        if (health !== null) await shutdown(health, 0);
       })();
       return closing;
     },
@@ -636,9 +645,20 @@ function bind(
 }
 
 /** Open streams are cancelled: the proxy sees the stream end and falls back by its failure mode. */
-function shutdown(server: grpc.Server): Promise<void> {
-  return new Promise((resolve) => {
+/** Refuses new calls, lets those in flight end for up to `graceMs`, then cuts what is left. */
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  if (graceMs <= 0) {
     server.forceShutdown();
-    resolve();
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const cut = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(cut);
+      resolve();
+    });
   });
 }
