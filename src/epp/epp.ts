@@ -164,6 +164,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
 
   const discovery = chooseDiscovery(opts, config, log);
   const metrics = new EppMetrics({ commit: 'unknown', buildRef: packageVersion() });
+  if (discovery instanceof KubernetesDiscovery) metrics.trackKubernetesWatches(() => discovery.stats());
   const scraper = new Scraper({
     datastore,
     bindings: config.dataSources,

@@ -264,9 +264,59 @@ export class EppMetrics implements SchedulerObserver {
     }
   }
 
+  /**
+   * The Kubernetes watches behind discovery, read when scraped: lists, re-lists after 410 Gone,
+   * events, skipped (malformed) objects and failed calls, so a broken watch (RBAC, a missing CRD, an
+   * API server that keeps going away) shows on a dashboard, not only in the log.
+   */
+  trackKubernetesWatches(stats: () => KubernetesWatchStats | null): void {
+    const fields: [keyof KubernetesWatchStats, string, string][] = [
+      ['lists', 'llmd_epp_kubernetes_lists_total', 'Lists of the InferencePool and its pods.'],
+      [
+        'relists',
+        'llmd_epp_kubernetes_relists_total',
+        'Lists again because the watched version was gone (410).',
+      ],
+      [
+        'events',
+        'llmd_epp_kubernetes_watch_events_total',
+        'Watch events received for the pool and its pods.',
+      ],
+      [
+        'malformed',
+        'llmd_epp_kubernetes_malformed_objects_total',
+        'Objects that could not be read, skipped.',
+      ],
+      [
+        'errors',
+        'llmd_epp_kubernetes_errors_total',
+        'Failed lists or watches (each retried after a backoff).',
+      ],
+    ];
+    for (const [field, name, help] of fields) {
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(stats()?.[field] ?? 0);
+        },
+      });
+    }
+  }
+
   render(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/** What the metrics read of the Kubernetes watches (counts since start). */
+export interface KubernetesWatchStats {
+  readonly lists: number;
+  readonly relists: number;
+  readonly events: number;
+  readonly malformed: number;
+  readonly errors: number;
 }
 
 /** What the metrics need of an approximate prefix-cache producer. */

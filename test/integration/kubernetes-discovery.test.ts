@@ -131,6 +131,10 @@ describe('llmd epp --pool-name against a Kubernetes API server', () => {
     // --pool-name also names the pool in its metrics.
     const text = await (await fetch(`${epp.ready.metrics_url as string}/metrics`)).text();
     expect(text).toMatch(/^inference_pool_ready_pods\{[^}]*name="llmd"[^}]*\} 1$/m);
+    // The watches behind it: the pool and its pods listed, the pod's events seen, nothing skipped.
+    expect(await metric('llmd_epp_kubernetes_lists_total')).toBeGreaterThanOrEqual(2);
+    expect(await metric('llmd_epp_kubernetes_watch_events_total')).toBeGreaterThanOrEqual(1);
+    expect(await metric('llmd_epp_kubernetes_malformed_objects_total')).toBe(0);
   });
 
   it('dials the KV events of the discovered pod at its annotated endpoint', async () => {
