@@ -233,6 +233,9 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
   });
 
   let discovered = false;
+  // Upstream's readiness: endpoints listed, and a pool protocol the parsers read.
+  const ready = (): boolean =>
+    discovered && (!(discovery instanceof KubernetesDiscovery) || discovery.protocolSupported());
   const servers: Server[] = [];
   let gatewayServer: Http1Server | null = null;
   let url: string | null = null;
@@ -245,7 +248,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
       logger: log,
       clock,
       maxAttempts: 3,
-      ready: () => discovered,
+      ready,
     });
     gatewayServer = new Http1Server(gateway.handle, {
       maxBodyBytes: opts.maxRequestBodyBytes,
@@ -271,7 +274,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
         port: opts.grpcPort,
         healthPort: opts.grpcHealthPort,
         tls,
-        ready: () => discovered,
+        ready,
       });
     } catch (err) {
       await gatewayServer?.close();

@@ -135,6 +135,16 @@ describe('llmd epp --pool-name against a Kubernetes API server', () => {
     expect(await metric('llmd_epp_kubernetes_lists_total')).toBeGreaterThanOrEqual(2);
     expect(await metric('llmd_epp_kubernetes_watch_events_total')).toBeGreaterThanOrEqual(1);
     expect(await metric('llmd_epp_kubernetes_malformed_objects_total')).toBe(0);
+
+    // A pool of gRPC (h2c) model servers has no parser here: not ready until it is HTTP again.
+    const readyz = async (): Promise<number> => (await fetch(`${epp.url}/readyz`)).status;
+    expect(await readyz()).toBe(200);
+    const h2c = poolV1('llmd', { 'llm-d.ai/inference-serving': 'true' }, [servePort], NS);
+    (h2c.spec as Record<string, unknown>).appProtocol = 'kubernetes.io/h2c';
+    fake.apply(POOLS_V1, h2c);
+    await waitFor(async () => (await readyz()) === 503, 10_000, 'not ready for an h2c pool');
+    fake.apply(POOLS_V1, poolV1('llmd', { 'llm-d.ai/inference-serving': 'true' }, [servePort], NS));
+    await waitFor(async () => (await readyz()) === 200, 10_000, 'ready again');
   });
 
   it('dials the KV events of the discovered pod at its annotated endpoint', async () => {

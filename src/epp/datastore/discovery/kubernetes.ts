@@ -24,6 +24,13 @@ export interface KubernetesDiscoveryOptions extends InformerTuning {
   readonly logger?: Logger;
 }
 
+/**
+ * The pool `appProtocol`s the EPP's request parsers read: HTTP/1.1 OpenAI-style APIs. A pool of
+ * `kubernetes.io/h2c` model servers (vLLM's gRPC API) has no parser here, so the EPP stays unready
+ * for it, as upstream's readiness check does.
+ */
+export const SUPPORTED_APP_PROTOCOLS: ReadonlySet<string> = new Set(['http']);
+
 export class KubernetesDiscovery implements EndpointDiscovery {
   readonly typedName: TypedName = { type: 'kubernetes-discovery', name: 'kubernetes' };
   private readonly log: Logger;
@@ -31,6 +38,7 @@ export class KubernetesDiscovery implements EndpointDiscovery {
   private sink: DiscoverySink | null = null;
   /** Pod key → the ids of its endpoints in the sink. */
   private readonly byPod = new Map<string, Set<string>>();
+  private lastProtocol: string | null = null;
 
   constructor(private readonly o: KubernetesDiscoveryOptions) {
     this.log = (o.logger ?? silentLogger()).child({ discovery: 'kubernetes' });
@@ -79,10 +87,26 @@ export class KubernetesDiscovery implements EndpointDiscovery {
     return podEndpoints(pod, t.targetPorts);
   }
 
+  /** Whether the pool's `appProtocol` is one the parsers read (true without a pool or a CRD). */
+  protocolSupported(): boolean {
+    const t = this.watch?.target ?? null;
+    return t?.pool == null || SUPPORTED_APP_PROTOCOLS.has(t.pool.appProtocol);
+  }
+
   private reconcileAll(): void {
     const sink = this.sink;
     const watch = this.watch;
     if (sink === null || watch === null) return;
+    const protocol = watch.target?.pool?.appProtocol ?? null;
+    if (protocol !== this.lastProtocol) {
+      this.lastProtocol = protocol;
+      if (protocol !== null && !SUPPORTED_APP_PROTOCOLS.has(protocol)) {
+        this.log.error(
+          { app_protocol: protocol, supported: [...SUPPORTED_APP_PROTOCOLS] },
+          "the pool's appProtocol has no parser here: the EPP reports NOT_SERVING",
+        );
+      }
+    }
     const specs: EndpointSpec[] = [];
     const byPod = new Map<string, Set<string>>();
     for (const pod of watch.pods()) {

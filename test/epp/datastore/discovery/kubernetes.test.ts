@@ -214,6 +214,19 @@ describe('KubernetesDiscovery (InferencePool v1)', () => {
     await waitFor(() => ids().length === 2, 5000, 'b2');
   });
 
+  it('supports a pool whose appProtocol the parsers read (http), and says so when it changes', async () => {
+    fake.apply(POOLS_V1, poolV1('pool', SERVING, [8000]));
+    const d = await startPool();
+    expect(d.protocolSupported()).toBe(true);
+    await watching();
+    const h2c = poolV1('pool', SERVING, [8000]);
+    (h2c.spec as Record<string, unknown>).appProtocol = 'kubernetes.io/h2c';
+    fake.apply(POOLS_V1, h2c);
+    await waitFor(() => !d.protocolSupported(), 5000, 'the h2c pool seen');
+    fake.apply(POOLS_V1, poolV1('pool', SERVING, [8000]));
+    await waitFor(() => d.protocolSupported(), 5000, 'the http pool seen');
+  });
+
   it('empties when the pool is deleted and fills again when it is back; a missing pool is no error', async () => {
     fake.apply(PODS, pod({ name: 'a', ip: '10.0.0.1', labels: SERVING }));
     await startPool();
