@@ -11,20 +11,21 @@
  */
 import type { KeyList } from '../keys.js';
 
-/** A slot's count when it never held a hash, and when its hash went (a tombstone). */
+/** A slot's count when it holds no hash. */
 const EMPTY = 0;
-const DELETED = 0xffffffff;
 /** Slots are [hi, lo, count] triples in one array: a probe touches one cache line. */
 const STRIDE = 3;
 
-/** (hi, lo) → positive count, with linear probing and tombstones, kept at most half full. */
+/**
+ * (hi, lo) → positive count, with linear probing kept at most half full. A removal shifts the slots
+ * after it back instead of leaving a tombstone, so stores and removals at the same rate (an engine
+ * with a full cache) never fill the table with dead slots nor need it rebuilt.
+ */
 export class HashCounter {
   private slots: Uint32Array;
   private mask: number;
   /** Live entries. */
   size = 0;
-  /** Live entries plus tombstones: what the load factor counts. */
-  private used = 0;
 
   constructor(capacity = 64) {
     let n = 16;
@@ -38,27 +39,21 @@ export class HashCounter {
     const t = this.slots;
     const mask = this.mask;
     let i = slotOf(hi, lo, mask);
-    let tomb = -1;
     for (;;) {
       const at = i * STRIDE;
       const c = t[at + 2]!;
       if (c === EMPTY) break;
-      if (c === DELETED) {
-        if (tomb < 0) tomb = at;
-      } else if (t[at + 1] === lo && t[at] === hi) {
+      if (t[at + 1] === lo && t[at] === hi) {
         t[at + 2] = c + 1;
         return;
       }
       i = (i + 1) & mask;
     }
-    let at = i * STRIDE;
-    if (tomb >= 0) at = tomb;
-    else this.used++;
+    const at = i * STRIDE;
     t[at] = hi;
     t[at + 1] = lo;
     t[at + 2] = 1;
-    this.size++;
-    if (this.used * 2 > mask + 1) this.rehash();
+    if (++this.size * 2 > mask + 1) this.grow();
   }
 
   /**
@@ -73,12 +68,10 @@ export class HashCounter {
       const at = i * STRIDE;
       const c = t[at + 2]!;
       if (c === EMPTY) return -1;
-      if (c !== DELETED && t[at + 1] === lo && t[at] === hi) {
+      if (t[at + 1] === lo && t[at] === hi) {
         const left = c - 1;
-        if (left === 0) {
-          t[at + 2] = DELETED;
-          this.size--;
-        } else t[at + 2] = left;
+        if (left === 0) this.removeAt(i);
+        else t[at + 2] = left;
         return left;
       }
       i = (i + 1) & mask;
@@ -92,21 +85,45 @@ export class HashCounter {
       const at = i * STRIDE;
       const c = t[at + 2]!;
       if (c === EMPTY) return 0;
-      if (c !== DELETED && t[at + 1] === lo && t[at] === hi) return c;
+      if (t[at + 1] === lo && t[at] === hi) return c;
       i = (i + 1) & this.mask;
     }
   }
 
-  private rehash(): void {
+  /**
+   * Empties slot `i` and moves back each following slot of the run whose home is not strictly
+   * between the hole and it (cyclically), so every key stays reachable from its home.
+   */
+  private removeAt(i: number): void {
+    const t = this.slots;
+    const mask = this.mask;
+    let hole = i;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const at = j * STRIDE;
+      if (t[at + 2] === EMPTY) break;
+      const home = slotOf(t[at]!, t[at + 1]!, mask);
+      // Does `home` lie cyclically in (hole, j]? Then the entry is already reachable: leave it.
+      if (hole <= j ? hole < home && home <= j : hole < home || home <= j) continue;
+      const h = hole * STRIDE;
+      t[h] = t[at]!;
+      t[h + 1] = t[at + 1]!;
+      t[h + 2] = t[at + 2]!;
+      hole = j;
+    }
+    t[hole * STRIDE + 2] = EMPTY;
+    this.size--;
+  }
+
+  private grow(): void {
     const old = this.slots;
-    // Grow only when live entries need it (over a quarter); otherwise the same size sheds tombstones.
-    let n = this.mask + 1;
-    if (this.size * 4 > n) n *= 2;
+    const n = (this.mask + 1) * 2;
     const t = new Uint32Array(n * STRIDE);
     const mask = n - 1;
     for (let at = 0; at < old.length; at += STRIDE) {
       const c = old[at + 2]!;
-      if (c === EMPTY || c === DELETED) continue;
+      if (c === EMPTY) continue;
       let i = slotOf(old[at]!, old[at + 1]!, mask);
       while (t[i * STRIDE + 2] !== EMPTY) i = (i + 1) & mask;
       t[i * STRIDE] = old[at]!;
@@ -115,7 +132,6 @@ export class HashCounter {
     }
     this.slots = t;
     this.mask = mask;
-    this.used = this.size;
   }
 }
 

@@ -23,7 +23,7 @@ describe('HashCounter', () => {
     expect(c.size).toBe(1);
   });
 
-  it('agrees with a Map under seeded churn (growth, tombstones, reuse)', () => {
+  it('agrees with a Map under seeded churn (growth, removals shifting slots back, reuse)', () => {
     const rng = new Rng(7);
     const c = new HashCounter(4);
     const ref = new Map<string, number>();
@@ -44,6 +44,31 @@ describe('HashCounter', () => {
       }
     }
     for (const [hi, lo] of pool) if (c.get(hi, lo) !== (ref.get(`${hi}:${lo}`) ?? 0)) mismatches++;
+    expect(mismatches).toBe(0);
+    expect(c.size).toBe(ref.size);
+  });
+  it('agrees with a Map in a table that never grows: runs that wrap around its end, shifted back', () => {
+    const rng = new Rng(11);
+    // 16 slots and at most 8 live hashes: long runs, many of them across the end of the table.
+    const c = new HashCounter(4);
+    const ref = new Map<string, number>();
+    const pool = Array.from({ length: 64 }, () => [rng.nextU32(), rng.nextU32()] as const);
+    let mismatches = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const [hi, lo] = pool[rng.int(0, pool.length - 1)]!;
+      const k = `${hi}:${lo}`;
+      const had = ref.get(k) ?? 0;
+      if (had === 0 && ref.size >= 8) continue;
+      if (had === 0 || rng.next() < 0.4) {
+        c.increment(hi, lo);
+        ref.set(k, had + 1);
+      } else {
+        if (c.decrement(hi, lo) !== had - 1) mismatches++;
+        if (had > 1) ref.set(k, had - 1);
+        else ref.delete(k);
+      }
+      for (const [h, l] of pool) if (c.get(h, l) !== (ref.get(`${h}:${l}`) ?? 0)) mismatches++;
+    }
     expect(mismatches).toBe(0);
     expect(c.size).toBe(ref.size);
   });
