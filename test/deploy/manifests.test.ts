@@ -201,6 +201,16 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (overlay, expected) => {
       const eppPorts = epp.spec.ports.map((p) => p.port);
       expect(eppPorts).toContain(picker.port!.number);
       for (const p of [9002, 9003, 9090]) expect(eppPorts).toContain(p);
+      // Istio dials ext_proc over TLS (the EPP's default), not verifying its self-signed certificate.
+      const rule = one<K8sObject & { spec: { host: string; trafficPolicy: { tls: { mode: string } } } }>(
+        objs(),
+        'DestinationRule',
+        'llmd-epp',
+      );
+      expect(rule.spec.host).toBe(epp.metadata.name);
+      expect(rule.spec.trafficPolicy.tls.mode).toBe('SIMPLE');
+      const eppPod = one<Deployment>(objs(), 'Deployment', 'llmd-epp').spec.template.spec.containers[0]!;
+      expect(eppPod.args).not.toContain('--secure-serving=false');
     }
   });
 

@@ -44,6 +44,10 @@ describe('manifest validation', () => {
         /targetPorts\.0\.number: Expected number/,
       ],
       [broken('ConfigMap', 'llmd-epp-config', (c) => (c.data = ['x'])), /data must be object/],
+      [
+        broken('DestinationRule', 'llmd-epp', (r) => (r.spec.trafficPolicy.tls.mode = 'TLS')),
+        /spec\.trafficPolicy\.tls\.mode: Invalid enum value/,
+      ],
     ];
     for (const [o, message] of cases) {
       const p = problems(o);

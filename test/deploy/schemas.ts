@@ -96,6 +96,38 @@ export const inferencePoolSchema = z
   .strict();
 export type InferencePool = z.infer<typeof inferencePoolSchema>;
 
+// ---- DestinationRule (networking.istio.io/v1), the fields of Istio's API the manifests use ------------
+
+const tlsMode = z.enum(['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL']);
+
+export const destinationRuleSchema = z
+  .object({
+    apiVersion: z.literal('networking.istio.io/v1'),
+    kind: z.literal('DestinationRule'),
+    metadata,
+    spec: z
+      .object({
+        host: z.string().min(1),
+        trafficPolicy: z
+          .object({
+            tls: z
+              .object({
+                mode: tlsMode,
+                insecureSkipVerify: z.boolean().optional(),
+                sni: z.string().optional(),
+                caCertificates: z.string().optional(),
+                credentialName: z.string().optional(),
+              })
+              .strict()
+              .optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict(),
+  })
+  .strict();
+
 // ---- the model kinds ------------------------------------------------------------------------------------
 
 interface ModelClass {
@@ -160,8 +192,14 @@ function unknownFields(value: unknown, type: string, path: string, out: string[]
 /** What the API server would reject in `o`; empty when it is valid. */
 export function problems(o: K8sObject): string[] {
   const key = `${String(o.apiVersion)}/${String(o.kind)}`;
-  if (key === 'inference.networking.k8s.io/v1/InferencePool') {
-    const r = inferencePoolSchema.safeParse(o);
+  const crd =
+    key === 'inference.networking.k8s.io/v1/InferencePool'
+      ? inferencePoolSchema
+      : key === 'networking.istio.io/v1/DestinationRule'
+        ? destinationRuleSchema
+        : null;
+  if (crd !== null) {
+    const r = crd.safeParse(o);
     return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
   }
   const entry = MODELS[key];
