@@ -50,6 +50,29 @@ async function applied(ingest: KvEventIngest, n: number): Promise<void> {
   await ingest.idle();
 }
 
+/**
+ * A Python publisher bound with a replay endpoint, dialled by an ingest (its replay on connect done),
+ * that has published three prompts of `blocks` blocks; a fourth prompt is returned for what follows.
+ */
+async function dialledWithThreeStored(seed: number, blocks: number) {
+  const { ingest, index, tp } = setup();
+  await ingest.start();
+  const py = PyPublisher.start();
+  const a = await py.open('a', 'bind', ANY, ANY);
+  await ingest.ensure(A, a.endpoint, a.replay);
+  await waitFor(() => ingest.stats().replaysCompleted === 1, 10_000, 'the replay on connect');
+  await py.waitSubscribed('a');
+  const rng = new Rng(seed);
+  const [a1, a2, a3, a4] = [0, 1, 2, 3].map(() => new Prompt(rng, blocks, BS));
+  await py.publish(
+    'a',
+    topic(A),
+    [a1!, a2!, a3!].map((p) => ({ events: [p.stored(0, blocks)] })),
+  );
+  await applied(ingest, 3);
+  return { ingest, index, tp, py, a, a4: a4! };
+}
+
 /** Waits until the index holds exactly `want` (replays may still be bringing it), else fails on it. */
 async function settlesTo(ingest: KvEventIngest, index: MemoryIndex, want: ExpectedIndex): Promise<void> {
   await waitFor(
@@ -181,56 +204,29 @@ describe.skipIf(!pythonWithZmq())('KV-event faults over ZMQ', () => {
   });
 
   it('a restart with a replay endpoint clears the server, then replays the new process from 0', async () => {
-    const { ingest, index, tp } = setup();
-    await ingest.start();
-    const py = PyPublisher.start();
-    const a = await py.open('a', 'bind', ANY, ANY);
-    await ingest.ensure(A, a.endpoint, a.replay);
-    await waitFor(() => ingest.stats().replaysCompleted === 1, 10_000, 'the replay on connect');
-    await py.waitSubscribed('a');
-    const rng = new Rng(14);
-    const [a1, a2, a3, a4] = [0, 1, 2, 3].map(() => new Prompt(rng, 3, BS));
-    await py.publish(
-      'a',
-      topic(A),
-      [a1!, a2!, a3!].map((p) => ({ events: [p.stored(0, 3)] })),
-    );
-    await applied(ingest, 3);
+    const { ingest, index, tp, py, a, a4 } = await dialledWithThreeStored(14, 3);
 
     const again = await py.restart('a');
     expect(again).toEqual(a);
     await py.waitSubscribed('a');
     // The new process's first batch does not arrive live: its second one (seq 1 < 2) shows the restart.
-    await py.publish('a', topic(A), [{ events: [a4!.stored(0, 2)] }, { events: [a4!.stored(2, 3)] }], [0]);
+    await py.publish('a', topic(A), [{ events: [a4.stored(0, 2)] }, { events: [a4.stored(2, 3)] }], [0]);
     // The reconnect and the numbering going back both start the server over (in either order).
     await waitFor(() => ingest.stats().replaysCompleted >= 2, 10_000, 'the replay after the restart');
-    await settlesTo(ingest, index, new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A)));
+    await settlesTo(ingest, index, new ExpectedIndex().hold(tp.keys(a4.tokens, MODEL), entry(A)));
     expect(ingest.stats().resets).toBeGreaterThanOrEqual(1);
     expect(ingest.stats().replaysFailed).toBe(0);
   });
+
   it('a restart whose new numbering passed the old one before the socket reconnected is still caught', async () => {
-    const { ingest, index, tp } = setup();
-    await ingest.start();
-    const py = PyPublisher.start();
-    const a = await py.open('a', 'bind', ANY, ANY);
-    await ingest.ensure(A, a.endpoint, a.replay);
-    await waitFor(() => ingest.stats().replaysCompleted === 1, 10_000, 'the replay on connect');
-    await py.waitSubscribed('a');
-    const rng = new Rng(15);
-    const [a1, a2, a3, a4] = [0, 1, 2, 3].map(() => new Prompt(rng, 5, BS));
-    await py.publish(
-      'a',
-      topic(A),
-      [a1!, a2!, a3!].map((p) => ({ events: [p.stored(0, 5)] })),
-    );
-    await applied(ingest, 3);
+    const { ingest, index, tp, py, a4 } = await dialledWithThreeStored(15, 5);
 
     await py.restart('a');
     await py.waitSubscribed('a');
     // Only the new process's fifth batch (seq 4, past the old process's last, 2) arrives live.
-    const batches = [0, 1, 2, 3, 4].map((i) => ({ events: [a4!.stored(i, i + 1)] }));
+    const batches = [0, 1, 2, 3, 4].map((i) => ({ events: [a4.stored(i, i + 1)] }));
     await py.publish('a', topic(A), batches, [0, 1, 2, 3]);
-    await settlesTo(ingest, index, new ExpectedIndex().hold(tp.keys(a4!.tokens, MODEL), entry(A)));
+    await settlesTo(ingest, index, new ExpectedIndex().hold(tp.keys(a4.tokens, MODEL), entry(A)));
     expect(ingest.stats().replaysFailed).toBe(0);
   });
 });
