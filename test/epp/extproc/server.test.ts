@@ -37,6 +37,9 @@ function hostPort(s: RunningServe, host: string): string {
 
 const HOSTS = ['127.0.0.1', '127.0.0.2'];
 
+/** An EPP serving only ext_proc, on a free loopback port. */
+const GRPC_ONLY = { gatewayPort: null, metricsPort: null, grpcHost: '127.0.0.1', grpcPort: 0 } as const;
+
 beforeAll(async () => {
   serves = await Promise.all(
     HOSTS.map((host) => startServe({ port: 0, host, model: MODEL, logLevel: 'silent', simFixedStepMs: 1 })),
@@ -259,10 +262,7 @@ describe('ext_proc errors', () => {
 
   it('429 rejected-saturated when every endpoint is filtered out', async () => {
     const e = await startEpp({
-      gatewayPort: null,
-      metricsPort: null,
-      grpcHost: '127.0.0.1',
-      grpcPort: 0,
+      ...GRPC_ONLY,
       endpoints: [hostPort(serves[0]!, HOSTS[0]!)],
       logLevel: 'silent',
       configText: `
@@ -298,10 +298,7 @@ schedulingProfiles:
 
   it('503 with an empty pool; 500 for a header-only request with an empty pool', async () => {
     const e = await startEpp({
-      gatewayPort: null,
-      metricsPort: null,
-      grpcHost: '127.0.0.1',
-      grpcPort: 0,
+      ...GRPC_ONLY,
       logLevel: 'silent',
     });
     const c = connect(e.grpcPort!);
@@ -351,10 +348,7 @@ schedulingProfiles:
 describe('ext_proc cancellation', () => {
   it('a stream cancelled after routing, or mid-response, releases its in-flight load', async () => {
     const e = await startEpp({
-      gatewayPort: null,
-      metricsPort: null,
-      grpcHost: '127.0.0.1',
-      grpcPort: 0,
+      ...GRPC_ONLY,
       endpoints: [hostPort(serves[0]!, HOSTS[0]!)],
       logLevel: 'silent',
       configText: `
