@@ -6,9 +6,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, LlmdError } from './core/errors.js';
 import { createKubeClient } from './core/kubernetes/client.js';
-import { PoolPodsWatch, type PoolSource } from './core/kubernetes/pool-pods.js';
-import { poolVersion } from './core/kubernetes/resources.js';
-import { parseLabelSelector } from './core/kubernetes/selector.js';
+import { PoolPodsWatch } from './core/kubernetes/pool-pods.js';
+import { poolNamespaceOf, poolSourceOf } from './core/kubernetes/pool-source.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './core/log.js';
 import type { KvEventIngest } from './kvcache/events/ingest.js';
 import { PoolDialer } from './kvcache/pool-dialer.js';
@@ -27,18 +26,7 @@ import { benchCommand } from './bench/command.js';
 import { startSidecar } from './sidecar/sidecar.js';
 import { parseDuration } from './core/duration.js';
 import { packageVersion } from './core/version.js';
-
-function int(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
-  return n;
-}
-
-function num(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
-  return n;
-}
+import { int, num } from './core/flag-values.js';
 
 /** A numeric environment variable, or undefined when unset; a malformed one fails start-up. */
 function envNumber(name: string): number | undefined {
@@ -240,10 +228,6 @@ function portList(value: string, previous: number[] | undefined): number[] {
   return out;
 }
 
-function nonEmpty(v: string | undefined): string | undefined {
-  return v === undefined || v === '' ? undefined : v;
-}
-
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -368,7 +352,7 @@ function eppCommand(): Command {
           refreshMetricsIntervalMs: flags.refreshMetricsInterval,
           metricsStalenessMs: flags.metricsStalenessThreshold,
           poolName: flags.poolName,
-          poolNamespace: flags.poolNamespace ?? nonEmpty(process.env.NAMESPACE),
+          poolNamespace: poolNamespaceOf(flags.poolNamespace),
           poolGroup: flags.poolGroup,
           endpointSelector: flags.endpointSelector,
           endpointTargetPorts: flags.endpointTargetPorts,
@@ -460,28 +444,16 @@ async function followPool(
   ingest: KvEventIngest,
   logger: Logger,
 ): Promise<{ stop(): Promise<void> } | null> {
-  if (flags.poolName === undefined && flags.endpointSelector === undefined) return null;
-  const ports = flags.endpointTargetPorts ?? [];
-  if (flags.poolName !== undefined && flags.endpointSelector !== undefined)
-    throw new ConfigError('--pool-name and --endpoint-selector are mutually exclusive', 'endpointSelector');
-  if (flags.endpointSelector !== undefined && (ports.length === 0 || ports.length > 8))
-    throw new ConfigError(
-      '--endpoint-selector needs --endpoint-target-ports (1 to 8)',
-      'endpointTargetPorts',
-    );
+  const source = poolSourceOf(flags);
+  if (source === null) return null;
   if (flags.endpoint.length > 0)
     throw new ConfigError(
       '--endpoint and --pool-name/--endpoint-selector are mutually exclusive',
       'endpoint',
     );
-  poolVersion(flags.poolGroup);
-  const source: PoolSource =
-    flags.poolName !== undefined
-      ? { kind: 'pool', name: flags.poolName, group: flags.poolGroup }
-      : { kind: 'selector', selector: parseLabelSelector(flags.endpointSelector!), targetPorts: ports };
   const watch = new PoolPodsWatch({
     api: await createKubeClient({ kubeconfig: flags.kubeconfig }),
-    namespace: flags.poolNamespace ?? nonEmpty(process.env.NAMESPACE) ?? 'default',
+    namespace: poolNamespaceOf(flags.poolNamespace),
     source,
     logger,
   });

@@ -9,18 +9,7 @@ import { mergeOptions, parseBenchOptions, parseStagesFlag, readBenchFile } from 
 import { runBench, type BenchProgress } from './run.js';
 import { compareTable, runCompare, type CompareStack } from './compare.js';
 import { summaryTable } from './report/table.js';
-
-function int(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
-  return n;
-}
-
-function num(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError('must be a number');
-  return n;
-}
+import { int, num } from '../core/flag-values.js';
 
 function header(value: string, prev: Record<string, string> = {}): Record<string, string> {
   const i = value.indexOf(':');

@@ -16,9 +16,8 @@ import { PrecisePrefixCacheProducer } from './plugins/producer/precise-prefix-ca
 import { Datastore, type DatastoreEndpoint } from './datastore/datastore.js';
 import { FileDiscovery } from './datastore/discovery/file.js';
 import { KubernetesDiscovery } from './datastore/discovery/kubernetes.js';
-import type { PoolSource } from '../core/kubernetes/pool-pods.js';
-import { DEFAULT_POOL_GROUP, poolVersion } from '../core/kubernetes/resources.js';
-import { parseLabelSelector } from '../core/kubernetes/selector.js';
+import { poolSourceOf } from '../core/kubernetes/pool-source.js';
+import { DEFAULT_POOL_GROUP } from '../core/kubernetes/resources.js';
 import { StaticDiscovery, parseEndpointFlags } from './datastore/discovery/flags.js';
 import { DEFAULT_STALENESS_MS, MIN_TICK_MS, Scraper } from './datastore/scraper.js';
 import type { DiscoverySink, EndpointDiscovery } from './framework/datalayer.js';
@@ -89,26 +88,6 @@ export const EppOptionsSchema = z
   .refine((o) => o.grpcHealthPort === null || o.grpcPort !== null, {
     message: '--grpc-health-port needs --grpc-port',
     path: ['grpcHealthPort'],
-  })
-  .refine((o) => o.poolName === undefined || o.endpointSelector === undefined, {
-    message: '--pool-name and --endpoint-selector are mutually exclusive',
-    path: ['endpointSelector'],
-  })
-  .refine((o) => o.endpointSelector === undefined || o.endpointTargetPorts.length > 0, {
-    message: '--endpoint-selector needs --endpoint-target-ports',
-    path: ['endpointTargetPorts'],
-  })
-  .refine((o) => o.endpointTargetPorts.length === 0 || o.endpointSelector !== undefined, {
-    message: '--endpoint-target-ports is only used with --endpoint-selector',
-    path: ['endpointTargetPorts'],
-  })
-  .refine((o) => o.endpointTargetPorts.length <= 8, {
-    message: 'at most 8 target ports',
-    path: ['endpointTargetPorts'],
-  })
-  .refine((o) => new Set(o.endpointTargetPorts).size === o.endpointTargetPorts.length, {
-    message: 'target ports must be unique',
-    path: ['endpointTargetPorts'],
   });
 
 export type EppOptionsInput = z.input<typeof EppOptionsSchema>;
@@ -374,6 +353,7 @@ export async function startEpp(input: EppOptionsInput, logger?: Logger): Promise
 }
 
 function chooseDiscovery(opts: EppOptions, config: EppConfig, log: Logger): EndpointDiscovery | null {
+  const source = poolSourceOf(opts);
   const chosen: string[] = [];
   if (opts.poolName !== undefined) chosen.push('--pool-name');
   if (opts.endpointSelector !== undefined) chosen.push('--endpoint-selector');
@@ -383,17 +363,7 @@ function chooseDiscovery(opts: EppOptions, config: EppConfig, log: Logger): Endp
   if (chosen.length > 1) {
     throw new ConfigError(`endpoints come from one source; got ${chosen.join(' and ')}`, 'endpoints');
   }
-  if (opts.poolName !== undefined || opts.endpointSelector !== undefined) {
-    // An unknown --pool-group fails here, at start-up.
-    poolVersion(opts.poolGroup);
-    const source: PoolSource =
-      opts.poolName !== undefined
-        ? { kind: 'pool', name: opts.poolName, group: opts.poolGroup }
-        : {
-            kind: 'selector',
-            selector: parseLabelSelector(opts.endpointSelector!),
-            targetPorts: opts.endpointTargetPorts,
-          };
+  if (source !== null) {
     return new KubernetesDiscovery({
       namespace: opts.poolNamespace,
       source,
