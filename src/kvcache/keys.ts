@@ -19,6 +19,7 @@
  * whose upper half is 0 (a shorter CBOR head) take a general path that encodes into a buffer first.
  */
 import { xxh64 } from '@node-rs/xxhash';
+import { get, i32c, i64c, section, set, uleb, W_I32, W_I64, type Code } from '../core/wasm-encoding.js';
 
 /** 64-bit keys as [hi, lo] pairs of unsigned 32-bit halves: key i is (keys[2i], keys[2i + 1]). */
 export type KeyList = Uint32Array;
@@ -70,53 +71,6 @@ const [HEAD_HI, HEAD_LO] = ((): [number, number] => {
   return [hi, lo];
 })();
 const utf8 = new TextEncoder();
-type Code = number[];
-function uleb(n: number): Code {
-  const out: Code = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-function sleb(v: number): Code {
-  const out: Code = [];
-  for (;;) {
-    const byte = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
-const W_I32 = 0x7f;
-const W_I64 = 0x7e;
-const get = (i: number): Code => [0x20, ...uleb(i)];
-const set = (i: number): Code => [0x21, ...uleb(i)];
-const i32c = (v: number): Code => [0x41, ...sleb(v)];
-/** i64.const of the 64-bit value hi·2^32 + lo, as signed LEB128 bytes. */
-function i64c(hi: number, lo: number): Code {
-  // sign-extended LEB128 of a 64-bit two's-complement value, 7 bits at a time
-  const out: Code = [0x42];
-  let h = hi | 0;
-  let l = lo >>> 0;
-  for (;;) {
-    const byte = l & 0x7f;
-    l = ((l >>> 7) | ((h & 0x7f) << 25)) >>> 0;
-    h >>= 7;
-    const done =
-      (h === 0 && l === 0 && (byte & 0x40) === 0) || (h === -1 && l === 0xffffffff && (byte & 0x40) !== 0);
-    if (done) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
 
 /** Decimal form of a key, as Redis and the HTTP API spell it. */
 export function keyToDecimal(hi: number, lo: number): string {
@@ -384,11 +338,6 @@ function runBody(): Code {
     0x0b,
   ];
   return [...uleb(code.length), ...code];
-}
-
-function section(id: number, items: Code[]): Code {
-  const content = [...uleb(items.length), ...items.flat()];
-  return [id, ...uleb(content.length), ...content];
 }
 
 function moduleBytes(): Uint8Array {

@@ -18,6 +18,7 @@
  * arrays. A 52-bit Number key would be exact enough for an approximate index, but it would need a
  * Map, where numbers above 2^31 are heap objects; the index needs no Map.
  */
+import { get, section, set, sleb, uleb, type Code } from '../../../core/wasm-encoding.js';
 
 const P1 = 0x9e3779b185ebca87n;
 const P2 = 0xc2b2ae3d27d4eb4fn;
@@ -25,35 +26,7 @@ const P3 = 0x165667b19e3779f9n;
 const P4 = 0x85ebca77c2b2ae63n;
 const P5 = 0x27d4eb2f165667c5n;
 
-// ---- WebAssembly encoding (only what the module below needs) --------------------------------------
-
-type Code = number[];
-
-function uleb(n: number): Code {
-  const out: Code = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(value: bigint): Code {
-  let v = BigInt.asIntN(64, value);
-  const out: Code = [];
-  for (;;) {
-    const byte = Number(v & 0x7fn);
-    v >>= 7n;
-    const signBit = (byte & 0x40) !== 0;
-    if ((v === 0n && !signBit) || (v === -1n && signBit)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
+// ---- WebAssembly encoding (the shared helpers, plus what only this module needs) -----------------
 
 const I32 = 0x7f;
 const I64 = 0x7e;
@@ -83,8 +56,6 @@ const op = {
   i64ExtendI32U: 0xad,
 } as const;
 
-const get = (i: number): Code => [0x20, ...uleb(i)];
-const set = (i: number): Code => [0x21, ...uleb(i)];
 const i32 = (v: number): Code => [0x41, ...sleb(BigInt(v))];
 const i64 = (v: bigint): Code => [0x42, ...sleb(v)];
 // Memory immediates: alignment hint 0 (any address is valid), then the offset.
@@ -209,11 +180,6 @@ function hashBody(): Code {
 function funcBody(locals: Code, body: Code): Code {
   const code = [...locals, ...body, op.end];
   return [...uleb(code.length), ...code];
-}
-
-function section(id: number, items: Code[]): Code {
-  const content = [...uleb(items.length), ...items.flat()];
-  return [id, ...uleb(content.length), ...content];
 }
 
 const name = (s: string): Code => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
