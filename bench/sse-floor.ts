@@ -49,6 +49,8 @@ function step(): void {
 
 function deliver(end: number): void {
   lastEnd = end;
+  // Counted as llmd counts it: from the step end, or from the moment the timer fired if that was earlier.
+  const from = Math.min(end, now());
   let w = 0;
   for (let i = 0; i < streams.length; i++) {
     const s = streams[i]!;
@@ -61,7 +63,7 @@ function deliver(end: number): void {
       if (socket !== null) socket.write(Buffer.byteLength(frame).toString(16) + '\r\n' + frame + '\r\n');
       streams[w++] = s;
     }
-    lag.observe(now() - end);
+    lag.observe(now() - from);
   }
   streams.length = w;
   if (streams.length > 0) step();

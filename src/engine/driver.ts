@@ -15,8 +15,13 @@ export interface SteppableEngine {
 }
 
 export interface DriverSink {
-  /** Tokens of a step, delivered as soon as possible after `result.endTime` on the driver's clock. */
-  onStep(result: StepResult): void;
+  /**
+   * Tokens of a step, delivered as soon as possible after `result.endTime` on the driver's clock.
+   * `since` is when they became due to the client: the step's end, or the moment of this call if a
+   * timer fired a little early — the origin of any delay the sink adds, which early delivery must
+   * not hide.
+   */
+  onStep(result: StepResult, since: number): void;
 }
 
 /** The timer functions the driver uses; injectable so tests can run it on a virtual clock. */
@@ -101,7 +106,7 @@ export class RealtimeDriver {
     this.pending = null;
     if (!result || this.stopped) return;
     this.lastEnd = result.endTime;
-    this.sink.onStep(result);
+    this.sink.onStep(result, Math.min(result.endTime, this.clock()));
     if (this.engine.hasUnfinishedRequests()) this.runStep();
     else this.active = false;
   };

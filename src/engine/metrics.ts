@@ -235,7 +235,7 @@ export class EngineMetrics {
     );
     this.deliveryLag = hist(
       'llmd:token_delivery_lag_seconds',
-      'Delay between the end of an engine step and the hand-over of each of its outputs to the client socket.',
+      'Delay between the end of an engine step (or the moment its outputs were handed over, if that was earlier) and the hand-over of each output to the client socket.',
       DELIVERY_LAG_BUCKETS,
     );
     // vLLM's NIXL connector metrics (vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py).

@@ -177,8 +177,8 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
 
   let engineServer: EngineServer | null = null;
   const driver = new RealtimeDriver(core, monotonicSeconds, {
-    onStep: (result) => {
-      engineServer?.onStep(result);
+    onStep: (result, since) => {
+      engineServer?.onStep(result, since);
       publishKvEvents();
     },
   });

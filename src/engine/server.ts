@@ -122,7 +122,7 @@ export class EngineServer implements DriverSink {
     this.route(req, res).catch((err: unknown) => this.sendError(res, err));
   };
 
-  onStep(result: StepResult): void {
+  onStep(result: StepResult, since: number): void {
     const m = this.ctx.metrics;
     const clock = this.ctx.driver.clock;
     const end = result.endTime;
@@ -139,8 +139,8 @@ export class EngineServer implements DriverSink {
         this.ctx.logger.error({ err, request_id: owner.ex.opts.id }, 'failed to deliver tokens');
         owner.ex.cancel();
       }
-      // The delay this process added to this output: step end → handed to the client's socket.
-      m.observeDeliveryLag(clock() - end);
+      // The delay this process added to this output: due → handed to the client's socket.
+      m.observeDeliveryLag(clock() - since);
     }
   }
 

@@ -56,6 +56,7 @@ class VirtualLoop implements DriverTimers {
 interface Delivery {
   result: StepResult;
   deliveredAt: number;
+  since: number;
 }
 
 function setup(): {
@@ -70,7 +71,7 @@ function setup(): {
   const driver = new RealtimeDriver(
     engine,
     loop.clock,
-    { onStep: (result) => got.push({ result, deliveredAt: loop.now }) },
+    { onStep: (result, since) => got.push({ result, deliveredAt: loop.now, since }) },
     loop,
   );
   return { loop, engine, driver, got };
@@ -88,6 +89,27 @@ describe('RealtimeDriver', () => {
       expect(got[k]!.result.startTime).toBeCloseTo(k * STEP_SECONDS, 9);
       // Each delivery is late by the timer's lateness only, not by k times it.
       expect(got[k]!.deliveredAt - got[k]!.result.endTime).toBeLessThanOrEqual(0.003 + 1e-9);
+    }
+  });
+
+  it('dates a late step from its end, and one whose timer fired early from the hand-over', () => {
+    const late = setup();
+    late.loop.lateness = 0.003;
+    late.engine.addRequest(request('a', tokens(1, 8), tokens(2, 5)));
+    late.driver.kick();
+    late.loop.run();
+    for (const d of late.got) expect(d.since).toBeCloseTo(d.result.endTime, 9);
+
+    const early = setup();
+    early.loop.lateness = -0.0007;
+    early.engine.addRequest(request('a', tokens(1, 8), tokens(2, 5)));
+    early.driver.kick();
+    early.loop.run();
+    expect(early.got).toHaveLength(5);
+    for (const d of early.got) {
+      expect(d.deliveredAt).toBeLessThan(d.result.endTime);
+      // Counting from the later step end would make the sink's own delay look 0.7 ms shorter.
+      expect(d.since).toBe(d.deliveredAt);
     }
   });
 
