@@ -12,6 +12,10 @@ import type { OutputTextStream } from './output/index.js';
 
 export type ExchangeKind = 'completion' | 'chat';
 
+/** What follows the text value in a mid-stream chunk (not finished, no stop reason, no usage). */
+const COMPLETION_SUFFIX = Buffer.from(',"logprobs":null,"finish_reason":null,"stop_reason":null}]}\n\n');
+const CHAT_SUFFIX = Buffer.from('},"logprobs":null,"finish_reason":null,"stop_reason":null}]}\n\n');
+
 /** One engine sequence (one choice of one prompt). */
 export class Sequence {
   text = '';
@@ -28,6 +32,8 @@ export class Sequence {
   started = false;
   /** P/D prefill: the blocks the engine holds for a remote decoder once this sequence finished. */
   heldBlockIds: readonly number[] | null = null;
+  /** The bytes of this sequence's mid-stream chunks up to the text value (built on first use). */
+  framePrefix: Buffer | null = null;
 
   constructor(
     readonly engineId: string,
@@ -134,8 +140,8 @@ export class Exchange {
     }
     // A stop string the engine did not know about ended the text: free the engine's sequence.
     if (finish !== null && out.finishReason === null) this.opts.abort(seq.engineId);
-    seq.text += delta;
     if (this.opts.stream) this.streamDelta(seq, delta, n, finish);
+    else seq.text += delta;
     if (finish !== null) this.finish(seq, finish, out);
   }
 
@@ -144,6 +150,21 @@ export class Exchange {
     seq.pendingTokens += n;
     if (finish === null && seq.pendingTokens < this.opts.streamInterval) return;
     if (finish === null && seq.pending === '' && seq.started) return;
+    if (finish === null && seq.started && !this.opts.continuousUsage) {
+      // The chunk of almost every token: only the text differs from the sequence's previous one.
+      const kind = this.opts.kind;
+      seq.framePrefix ??= Buffer.from(
+        this.chunkHead + '{"index":' + seq.index + (kind === 'chat' ? ',"delta":{"content":' : ',"text":'),
+      );
+      this.sse!.writeParts(
+        seq.framePrefix,
+        JSON.stringify(seq.pending),
+        kind === 'chat' ? CHAT_SUFFIX : COMPLETION_SUFFIX,
+      );
+      seq.pending = '';
+      seq.pendingTokens = 0;
+      return;
+    }
     let chunk: string;
     const reason = finish === null ? 'null' : finish === 'abort' ? '"abort"' : '"' + finish + '"';
     const stopReason =

@@ -24,6 +24,7 @@ async function listen(handler: (res: ServerResponse, sse: SseWriter) => void): P
 function threeEvents(_res: ServerResponse, sse: SseWriter): void {
   sse.begin(HEADERS);
   sse.write('data: {"a":1}\n\n');
+  sse.writeParts(Buffer.from('data: {"c":'), '"ü"', Buffer.from('}\n\n'));
   setTimeout(() => {
     sse.write('data: {"b":"é"}\n\n');
     sse.end('data: [DONE]\n\n');
@@ -62,8 +63,60 @@ describe('SseWriter', () => {
     const text = await raw(port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
     const [head, body] = text.split('\r\n\r\n', 2) as [string, string];
     expect(head).toMatch(/transfer-encoding: chunked/i);
-    expect(dechunk(text.slice(head.length + 4))).toBe('data: {"a":1}\n\ndata: {"b":"é"}\n\ndata: [DONE]\n\n');
+    expect(dechunk(text.slice(head.length + 4))).toBe(
+      'data: {"a":1}\n\ndata: {"c":"ü"}\n\ndata: {"b":"é"}\n\ndata: [DONE]\n\n',
+    );
     expect(body.length).toBeGreaterThan(0);
+  });
+
+  it('frames events from parts in the shared buffer, each as one valid chunk', async () => {
+    const prefix = Buffer.from('data: {"text":');
+    const suffix = Buffer.from('}\n\n');
+    const texts = ['a', 'é—✓', '"quoted"\n', '🌊'.repeat(100), 'x'.repeat(5000)];
+    const port = await listen((_res, sse) => {
+      sse.begin(HEADERS);
+      for (const t of texts) sse.writeParts(prefix, JSON.stringify(t), suffix);
+      sse.end('data: [DONE]\n\n');
+    });
+    const text = await raw(port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    const body = dechunk(text.slice(text.indexOf('\r\n\r\n') + 4));
+    expect(body).toBe(
+      texts.map((t) => `data: {"text":${JSON.stringify(t)}}\n\n`).join('') + 'data: [DONE]\n\n',
+    );
+  });
+
+  it('keeps the bytes of a write the kernel did not take at once, and takes the string path when too big', async () => {
+    // The client reads nothing until the server is done: the socket buffers fill, later writes are
+    // queued by Node, and every queued event must still hold its own bytes.
+    const prefix = Buffer.from('data: {"n":');
+    const suffix = Buffer.from('}\n\n');
+    const events = 20_000;
+    const big = 'y'.repeat(70_000);
+    const port = await listen((_res, sse) => {
+      sse.begin(HEADERS);
+      for (let i = 0; i < events; i++)
+        sse.writeParts(prefix, JSON.stringify(String(i).padStart(400, '0')), suffix);
+      sse.writeParts(prefix, JSON.stringify(big), suffix);
+      sse.end('data: [DONE]\n\n');
+    });
+    const text = await new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const s = connect(port, '127.0.0.1', () => {
+        s.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+        s.pause();
+        setTimeout(() => s.resume(), 200);
+      });
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      s.on('error', reject);
+    });
+    const body = dechunk(text.slice(text.indexOf('\r\n\r\n') + 4));
+    let want = '';
+    for (let i = 0; i < events; i++)
+      want += `data: {"n":${JSON.stringify(String(i).padStart(400, '0'))}}\n\n`;
+    want += `data: {"n":${JSON.stringify(big)}}\n\n` + 'data: [DONE]\n\n';
+    expect(body.length).toBe(want.length);
+    expect(body).toBe(want);
   });
 
   it('writes an unframed body to an HTTP/1.0 client', async () => {
@@ -71,7 +124,7 @@ describe('SseWriter', () => {
     const text = await raw(port, 'GET / HTTP/1.0\r\n\r\n');
     const body = text.slice(text.indexOf('\r\n\r\n') + 4);
     expect(text).not.toMatch(/transfer-encoding/i);
-    expect(body).toBe('data: {"a":1}\n\ndata: {"b":"é"}\n\ndata: [DONE]\n\n');
+    expect(body).toBe('data: {"a":1}\n\ndata: {"c":"ü"}\n\ndata: {"b":"é"}\n\ndata: [DONE]\n\n');
   });
 
   it('keeps pipelined responses on one connection in order', async () => {
