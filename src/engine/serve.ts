@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { createLogger, type Logger } from '../core/log.js';
 import { packageVersion } from '../core/version.js';
 import { ConfigError } from '../core/errors.js';
+import { collectStartupGarbage } from '../core/startup-heap.js';
 import { EngineCore } from './core/engine-core.js';
 import { NixlConnector, newEngineId } from './kv-transfer/connector.js';
 import { kvBytesPerToken } from './profiles/models.js';
@@ -203,6 +204,7 @@ export async function startServe(input: ServeOptionsInput, logger?: Logger): Pro
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else socket.destroy();
   });
+  collectStartupGarbage();
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
