@@ -2,8 +2,11 @@
  * The Redis (or Valkey) backend of the KV-block index: the shared state of several EPP replicas, in
  * llm-d's exact layout (`redis-layout.ts`), so Go replicas can share it too. Writes follow upstream
  * command for command (Add = ZADD + HSET in one pipeline; Evict = HDEL then the prune scripts; Clear =
- * SCAN, HDEL, prune). Reads add one thing upstream lacks: `score` walks the prefix server-side in one
- * EVALSHA (`redis-scripts.ts`), so a 512-block prompt costs one round trip and a few hundred bytes back.
+ * SCAN, HDEL, prune). Reads add two things upstream lacks: `score` walks the prefix server-side in one
+ * EVALSHA (`redis-scripts.ts`), so a 512-block prompt costs one round trip and a few hundred bytes back;
+ * and a client-side cache of the keys it walked, kept coherent by Redis's client tracking
+ * (`redis-tracking.ts`), so a prefix scored again is walked in process, without a round trip, until
+ * any client changes one of its keys.
  *
  * Redis going away must not take the EPP with it: commands are never queued while disconnected and
  * are bounded by a timeout, so a call fails fast with `KvIndexUnavailableError`; the client keeps
@@ -19,6 +22,7 @@ import type { KeyList } from '../keys.js';
 import {
   KeyType,
   scoreLookup,
+  tierWeight,
   type KvBlockIndex,
   type PodEntry,
   type PrefixScore,
@@ -33,7 +37,9 @@ import {
   engineKeyName,
   parseDecimalKey,
 } from './redis-layout.js';
+import { FieldCache, type FieldCacheStats } from './redis-field-cache.js';
 import { FrameWriter } from './redis-frame.js';
+import { RedisTracking } from './redis-tracking.js';
 import {
   COUNT_KEYS,
   LuaScript,
@@ -63,8 +69,16 @@ export interface RedisIndexConfig {
   readonly connectTimeoutMs?: number;
   /** Reconnection backs off exponentially from 50 ms up to this. Default 1000 ms. */
   readonly maxReconnectDelayMs?: number;
+  /**
+   * Request keys the client-side cache holds (their field names, a few hundred bytes each); 0 turns
+   * it off. It needs Redis ≥ 6 (RESP3 and client tracking) and one more connection. Default 100,000.
+   */
+  readonly clientCacheKeys?: number;
   readonly logger?: Logger;
 }
+
+/** Distinct field strings decoded once and kept before the memo starts over. */
+const DECODED_LIMIT = 65_536;
 
 const SCAN_BATCH = 1024;
 /** Keys per countKeysByPod step: a few milliseconds of Redis time, so scores in between wait little. */
@@ -86,6 +100,17 @@ export class RedisIndex implements KvBlockIndex {
   private readonly scoreScript = new LuaScript(SCORE);
   private readonly countKeys = new LuaScript(COUNT_KEYS);
   private readonly frame = new FrameWriter();
+  private readonly fieldCache: FieldCache | null;
+  private readonly tracking: RedisTracking | null;
+  /** Keys being read into the cache, so concurrent misses of one prompt read each once. */
+  private readonly warming = new Set<string>();
+  private decoded = new Map<string, PodEntry | null>();
+  /**
+   * Bumped by each of this process's writes: a cache read issued before one may answer after it,
+   * with what the write replaced, so it must not fill the cache (Redis's invalidation for the write
+   * would remove it, but only once it arrives; our own writes are visible to our next score at once).
+   */
+  private writeGen = 0;
   private readonly maxDelayMs: number;
   private up = false;
   private closed = false;
@@ -142,6 +167,29 @@ export class RedisIndex implements KvBlockIndex {
     this.client.on('ready', () => this.setUp(true));
     this.client.on('close', () => this.setUp(false));
     this.client.on('end', () => this.setUp(false));
+    const cacheKeys = config.clientCacheKeys ?? 100_000;
+    this.fieldCache = cacheKeys > 0 ? new FieldCache(cacheKeys) : null;
+    this.tracking =
+      this.fieldCache === null
+        ? null
+        : new RedisTracking({
+            address: a,
+            cache: this.fieldCache,
+            connectTimeoutMs: options.connectTimeout!,
+            commandTimeoutMs: options.commandTimeout!,
+            maxReconnectDelayMs: maxDelay,
+            logger: this.log,
+          });
+  }
+
+  /** The client-side cache's counters; null when it is off. */
+  clientCacheStats(): FieldCacheStats | null {
+    return this.fieldCache?.stats() ?? null;
+  }
+
+  /** Whether the client-side cache is connected and filling (tracking on). */
+  get clientCacheReady(): boolean {
+    return this.tracking?.ready ?? false;
   }
 
   /**
@@ -322,6 +370,12 @@ export class RedisIndex implements KvBlockIndex {
     for (const [, w] of tiers)
       if (!Number.isFinite(w)) return scoreLookup(await this.lookup(keys, pods), weights);
     const filter = pods ?? null;
+    let missAt = -1;
+    if (this.tracking?.ready && this.up && !this.closed) {
+      const local = this.scoreCached(keys, weights, filter);
+      if (typeof local !== 'number') return local;
+      missAt = local;
+    }
     // EVALSHA sha numKeys key… nWeights (tier weight)… nPods pod…
     const f = this.frame.begin(3 + n + 1 + 2 * tiers.length + 1 + (filter === null ? 0 : filter.size));
     f.arg('EVALSHA').arg(this.scoreScript.sha).arg(String(n));
@@ -337,8 +391,106 @@ export class RedisIndex implements KvBlockIndex {
       throw this.unavailable('score', 'unexpected reply from the score script');
     }
     // A field the script does not parse itself: the tolerant decoder on this side decides.
-    if (reply[0] === 1) return scoreLookup(await this.lookup(keys, pods), weights);
+    if (reply[0] === 1) {
+      const perKey = await this.lookup(keys, pods);
+      if (missAt >= 0) this.warm(keys, missAt, Math.min(n, perKey.length + 1));
+      return scoreLookup(perKey, weights);
+    }
+    // The walk read keys [0, walked] (the last one: where it stopped): the next walk of this prefix
+    // needs just those in the cache.
+    if (missAt >= 0) this.warm(keys, missAt, Math.min(n, walkedBlocks(reply as unknown[]) + 1));
     return scoreRuns(reply as unknown[], tiers);
+  }
+
+  /**
+   * `score` from the client-side cache: the same walk as scoreLookup, block by block in the same
+   * order (so the same doubles), or the index of the first key the cache lacks.
+   */
+  private scoreCached(
+    keys: KeyList,
+    weights: TierWeights,
+    filter: ReadonlySet<string> | null,
+  ): Map<string, PrefixScore> | number {
+    const cache = this.fieldCache!;
+    const n = keys.length >>> 1;
+    const active = new Map<string, { score: number; blocks: number }>();
+    const best = new Map<string, number>();
+    let prev: readonly string[] | null = null;
+    for (let i = 0; i < n; i++) {
+      const fields = cache.get(decimalKey(keys[2 * i]!, keys[2 * i + 1]!));
+      if (fields === undefined) return i;
+      // Along a shared prefix every key holds the same fields: the per-pod best tier carries over.
+      if (prev === null || !sameFields(fields, prev)) {
+        best.clear();
+        for (const f of fields) {
+          const e = this.decodeField(f);
+          if (e === null || (filter !== null && !filter.has(e.pod))) continue;
+          const w = tierWeight(weights, e.tier);
+          const b = best.get(e.pod);
+          if (b === undefined || w > b) best.set(e.pod, w);
+        }
+        prev = fields;
+      }
+      let any = false;
+      if (i === 0) {
+        for (const [pod, w] of best) active.set(pod, { score: w, blocks: 1 });
+        any = best.size > 0;
+      } else {
+        for (const [pod, s] of active) {
+          if (s.blocks !== i) continue;
+          const w = best.get(pod);
+          if (w === undefined) continue;
+          s.score += w;
+          s.blocks++;
+          any = true;
+        }
+      }
+      if (!any) break;
+    }
+    return active;
+  }
+
+  private decodeField(f: string): PodEntry | null {
+    let e = this.decoded.get(f);
+    if (e === undefined) {
+      e = decodePodField(f);
+      if (this.decoded.size >= DECODED_LIMIT) this.decoded = new Map();
+      this.decoded.set(f, e);
+    }
+    return e;
+  }
+
+  /** Reads keys [from, to) into the client-side cache in the background (those not there yet). */
+  private warm(keys: KeyList, from: number, to: number): void {
+    const tracking = this.tracking;
+    const cache = this.fieldCache;
+    if (tracking === null || cache === null || !tracking.ready) return;
+    const names: string[] = [];
+    for (let i = from; i < to; i++) {
+      const name = decimalKey(keys[2 * i]!, keys[2 * i + 1]!);
+      if (cache.has(name) || this.warming.has(name)) continue;
+      this.warming.add(name);
+      names.push(name);
+    }
+    if (names.length === 0) return;
+    const done = (): void => {
+      for (const name of names) this.warming.delete(name);
+    };
+    const gen = this.writeGen;
+    tracking
+      .warm(names, () => this.writeGen === gen)
+      .then(done, (err: Error) => {
+        done();
+        this.log.debug({ err: err.message }, 'client cache: read failed');
+      });
+  }
+
+  /** This process's own writes: drop the keys now rather than when Redis's invalidation arrives. */
+  private forget(names: readonly string[]): void {
+    const cache = this.fieldCache;
+    if (cache === null) return;
+    this.writeGen++;
+    if (cache.size > 0) cache.invalidate(names);
   }
 
   async add(engineKeys: KeyList | null, requestKeys: KeyList, entries: readonly PodEntry[]): Promise<void> {
@@ -348,6 +500,7 @@ export class RedisIndex implements KvBlockIndex {
     for (let i = 0; i < nr; i++) requestNames[i] = decimalKey(requestKeys[2 * i]!, requestKeys[2 * i + 1]!);
     const fields: string[] = [];
     for (const e of entries) fields.push(encodePodField(e), '');
+    this.forget(requestNames);
     await this.call('add', async (c) => {
       const pipe = c.pipeline();
       if (engineKeys !== null) {
@@ -399,6 +552,7 @@ export class RedisIndex implements KvBlockIndex {
         }
       }
       if (groups.length === 0) return;
+      for (const g of groups) this.forget(g.requests);
       await this.runEvictions(c, groups, fields);
     });
   }
@@ -455,6 +609,8 @@ export class RedisIndex implements KvBlockIndex {
 
   async clear(pod: string): Promise<void> {
     let removed = 0;
+    this.writeGen++;
+    this.fieldCache?.flush();
     await this.call('clear', async (c) => {
       let cursor = '0';
       do {
@@ -536,6 +692,7 @@ export class RedisIndex implements KvBlockIndex {
     if (this.closed) return;
     this.closed = true;
     this.listeners.clear();
+    this.tracking?.close();
     if (this.client.status === 'ready') {
       try {
         await this.client.quit();
@@ -566,6 +723,25 @@ function engineMapping(engineKeys: KeyList, requestNames: readonly string[]): Ma
     list.push(requestNames[Math.floor((i * nr) / n)]!);
   }
   return out;
+}
+
+/** Keys the score script's walk went through: the sum of its runs' lengths. */
+function walkedBlocks(reply: readonly unknown[]): number {
+  const runs = Number(reply[1]);
+  let walked = 0;
+  let p = 2;
+  for (let r = 0; r < runs; r++) {
+    walked += Number(reply[p]);
+    p += 2 + 2 * Number(reply[p + 1]);
+  }
+  return walked;
+}
+
+function sameFields(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**
