@@ -4,6 +4,8 @@
  * index (in memory, or Redis) and the token processor; the write side (KV events) feeds the same
  * index. Used embedded by the EPP's precise-prefix-cache producer and by `llmd kv-indexer`.
  */
+import type { FieldCacheStats } from './index/redis-field-cache.js';
+import type { RedisIndex } from './index/redis.js';
 import type { Logger } from '../core/log.js';
 import type { IndexBackendConfig } from './config.js';
 import type { KvBlockIndex, PrefixScore, TierWeights } from './index/index.js';
@@ -60,6 +62,12 @@ export class KvCacheIndexer {
       index = redis;
     }
     return new KvCacheIndexer(index, o);
+  }
+
+  /** The Redis index's client-side cache counters; null for the memory index or with the cache off. */
+  clientCacheStats(): FieldCacheStats | null {
+    const index = this.index as Partial<Pick<RedisIndex, 'clientCacheStats'>>;
+    return typeof index.clientCacheStats === 'function' ? index.clientCacheStats() : null;
   }
 
   /** Request keys of a prompt's full blocks for `model`, with the cache salt folded in. */

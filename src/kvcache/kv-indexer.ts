@@ -113,6 +113,7 @@ export async function startKvIndexer(
     ingest: () => ingest.stats(),
     lookups,
     indexAvailable: 'available' in index ? () => (index as { available: boolean }).available : undefined,
+    clientCache: () => indexer.clientCacheStats(),
   });
   const service = new KvIndexerService({
     indexer,

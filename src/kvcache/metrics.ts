@@ -8,6 +8,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { IngestStats } from './events/stats.js';
+import type { FieldCacheStats } from './index/redis-field-cache.js';
 
 /** What the read path counts. */
 export class LookupCounters {
@@ -27,6 +28,8 @@ export interface KvCacheMetricsSources {
   readonly indexAvailable?: () => boolean;
   /** Request keys held, when the backend knows cheaply. */
   readonly indexSize?: () => number | null;
+  /** The Redis index's client-side cache counters (null: not a Redis index, or the cache is off). */
+  readonly clientCache?: () => FieldCacheStats | null;
 }
 
 const LATENCY_BUCKETS = [
@@ -119,6 +122,34 @@ export function registerKvCacheMetrics(registry: Registry, src: KvCacheMetricsSo
       'llmd_kv_cache_index_request_keys',
       'Request keys held by the KV-block index',
       () => size() ?? undefined,
+    );
+  }
+  if (src.clientCache !== undefined) {
+    const cc = src.clientCache;
+    counter(
+      ['llmd_kv_cache_index_client_cache_hits_total'],
+      'Request keys a Redis score read from the client-side cache',
+      () => cc()?.hits,
+    );
+    counter(
+      ['llmd_kv_cache_index_client_cache_misses_total'],
+      'Redis scores the client-side cache could not answer (read from Redis, then cached)',
+      () => cc()?.misses,
+    );
+    counter(
+      ['llmd_kv_cache_index_client_cache_invalidations_total'],
+      'Cached request keys dropped because Redis reported a change',
+      () => cc()?.invalidations,
+    );
+    counter(
+      ['llmd_kv_cache_index_client_cache_flushes_total'],
+      'Times the client-side cache was emptied (tracking connection lost, FLUSHALL, a pod cleared)',
+      () => cc()?.flushes,
+    );
+    gauge(
+      'llmd_kv_cache_index_client_cache_keys',
+      'Request keys held by the Redis index client-side cache',
+      () => cc()?.size,
     );
   }
   const hists = [

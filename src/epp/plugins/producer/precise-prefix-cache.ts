@@ -218,6 +218,7 @@ export class PrecisePrefixCacheProducer implements DataProducer, DataConsumer, P
       ingest: ingest === null ? undefined : () => ingest.stats(),
       lookups: this.lookups,
       indexAvailable: () => this.sourceAvailable(),
+      clientCache: () => this.indexer?.clientCacheStats() ?? null,
     });
   }
 
