@@ -181,12 +181,14 @@ export class RedisTracking {
               (v.code === 'NOPROTO' ||
                 v.code === 'NOPERM' ||
                 (v.code === 'ERR' && /unknown/i.test(v.message)));
-            this.log.warn(
-              { err: v.message, command: step.args[0] },
-              permanent
-                ? 'redis has no client tracking: the index reads without a client cache'
-                : 'tracking handshake failed',
-            );
+            if (permanent) {
+              this.log.warn(
+                { err: v.message, command: step.args[0] },
+                'redis has no client tracking: the index reads without a client cache',
+              );
+            } else {
+              this.logFailure({ err: v.message, command: step.args[0] }, 'tracking handshake failed');
+            }
             if (permanent) this.state = 'unsupported';
             this.socket?.destroy();
             return;
@@ -204,6 +206,12 @@ export class RedisTracking {
     this.send(Buffer.concat(frames));
   }
 
+  /** A failure is a warning the first time; while reconnecting keeps failing the same way, debug. */
+  private logFailure(fields: Record<string, unknown>, msg: string): void {
+    if (this.attempts === 0) this.log.warn(fields, msg);
+    else this.log.debug(fields, msg);
+  }
+
   private send(frame: Buffer): void {
     const sock = this.socket;
     if (sock === null) return;
@@ -214,7 +222,7 @@ export class RedisTracking {
   private armReplyTimer(): void {
     this.replyTimer = setTimeout(() => {
       this.replyTimer = null;
-      this.log.warn(
+      this.logFailure(
         { timeout_ms: this.o.commandTimeoutMs },
         'tracking connection not answering: reconnecting',
       );
