@@ -1,19 +1,23 @@
 /**
  * The floor for `bench/engine.ts`: the least a Node process can do to stream one SSE event per
  * stream every `STEP_MS` — accept a completion request, send SSE headers, then on a fixed timeline
- * write one pre-shaped chunk per open stream per step, with no engine, tokenizer or exchange behind
- * it. It measures its own step end → socket lag into the same histogram `llmd serve` exposes, so the
- * bench can put the two side by side: what remains above the floor is what llmd's code adds.
+ * write one pre-shaped chunk per open stream per step through llmd's own SSE writer, with no
+ * engine, tokenizer or exchange behind it. It measures its own step end → socket lag into the same
+ * histogram `llmd serve` exposes, so the bench can put the two side by side: what remains above the
+ * floor is what llmd's code adds.
  *
- * Run by the bench as a child process: `tsx bench/sse-floor.ts <stepMs> <tokens>`; prints its URL.
+ * Run by the bench as a child process: `tsx bench/sse-floor.ts <stepMs>`; prints its URL. Each
+ * stream gets its request's `max_tokens` events.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { FastHistogram } from '../src/core/metrics.js';
+import { SseWriter } from '../src/core/sse-writer.js';
 
 const STEP_S = Number(process.argv[2] ?? 10) / 1000;
-const TOKENS = Number(process.argv[3] ?? 300);
+/** Tokens per stream when the request names no `max_tokens`. */
+const DEFAULT_TOKENS = 300;
 const MAX_CATCH_UP_S = 0.25;
 
 const registry = new Registry();
@@ -29,10 +33,15 @@ const lag = new FastHistogram(
 );
 
 interface Stream {
-  res: ServerResponse;
+  sse: SseWriter;
   head: string;
+  /** `head` encoded: the bytes before the text in every mid-stream chunk. */
+  prefix: Buffer;
   sent: number;
+  tokens: number;
 }
+
+const SUFFIX = Buffer.from(',"logprobs":null,"finish_reason":null}]}\n\n');
 
 const streams: Stream[] = [];
 let running = false;
@@ -55,12 +64,12 @@ function deliver(end: number): void {
   for (let i = 0; i < streams.length; i++) {
     const s = streams[i]!;
     s.sent++;
-    const frame = s.head + JSON.stringify(' word' + s.sent) + ',"logprobs":null,"finish_reason":null}]}\n\n';
-    if (s.sent >= TOKENS) {
-      s.res.end(frame + 'data: [DONE]\n\n');
+    const text = JSON.stringify(' word' + s.sent);
+    if (s.sent >= s.tokens) {
+      s.sse.end(s.head + text + ',"logprobs":null,"finish_reason":"length"}]}\n\ndata: [DONE]\n\n');
     } else {
-      const socket = s.res.socket;
-      if (socket !== null) socket.write(Buffer.byteLength(frame).toString(16) + '\r\n' + frame + '\r\n');
+      // llmd's own write path (one framed buffer per event), so the floor is what it costs alone.
+      s.sse.writeParts(s.prefix, text, SUFFIX);
       streams[w++] = s;
     }
     lag.observe(now() - from);
@@ -74,15 +83,13 @@ function completion(req: IncomingMessage, res: ServerResponse): void {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
-    JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
-    res.flushHeaders();
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { max_tokens?: unknown };
+    const tokens = typeof body.max_tokens === 'number' ? body.max_tokens : DEFAULT_TOKENS;
+    const sse = new SseWriter(res);
+    sse.begin({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
     const id = Math.random().toString(16).slice(2);
-    streams.push({
-      res,
-      head: `data: {"id":"cmpl-${id}","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":`,
-      sent: 0,
-    });
+    const head = `data: {"id":"cmpl-${id}","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":`;
+    streams.push({ sse, head, prefix: Buffer.from(head), sent: 0, tokens });
     if (!running) {
       running = true;
       step();
