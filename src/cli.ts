@@ -232,7 +232,17 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-interface EppFlags {
+/** The InferencePool discovery flags `llmd epp` and `llmd kv-indexer` share. */
+interface PoolFlags {
+  poolName?: string;
+  poolNamespace?: string;
+  poolGroup: string;
+  endpointSelector?: string;
+  endpointTargetPorts?: number[];
+  kubeconfig?: string;
+}
+
+interface EppFlags extends PoolFlags {
   configFile?: string;
   configText?: string;
   endpoint: string[];
@@ -250,12 +260,6 @@ interface EppFlags {
   metricsPort: number;
   refreshMetricsInterval: number;
   metricsStalenessThreshold: number;
-  poolName?: string;
-  poolNamespace?: string;
-  poolGroup: string;
-  endpointSelector?: string;
-  endpointTargetPorts?: number[];
-  kubeconfig?: string;
   seed: number;
   allowExperimentalPlugins?: boolean;
   recordDecisions?: boolean;
@@ -406,7 +410,7 @@ function sidecarCommand(): Command {
   return cmd;
 }
 
-interface KvIndexerFlags {
+interface KvIndexerFlags extends PoolFlags {
   host: string;
   port: number;
   zmqPort: number;
@@ -425,12 +429,6 @@ interface KvIndexerFlags {
   model: string;
   tokenizer?: string;
   speculativeTtl: number;
-  poolName?: string;
-  poolNamespace?: string;
-  poolGroup: string;
-  endpointSelector?: string;
-  endpointTargetPorts?: number[];
-  kubeconfig?: string;
   podSocketPort: number;
   logLevel: LogLevel;
 }

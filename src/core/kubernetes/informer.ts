@@ -60,6 +60,11 @@ export interface InformerStats {
   errors: number;
 }
 
+/** Every counter at zero: a new informer's, or the start of a sum over several. */
+export function emptyInformerStats(): InformerStats {
+  return { lists: 0, relists: 0, watches: 0, events: 0, bookmarks: 0, malformed: 0, errors: 0 };
+}
+
 const metadataSchema = z.object({
   metadata: z.object({
     name: z.string().min(1),
@@ -78,15 +83,7 @@ interface Entry<T> {
 }
 
 export class Informer<T> {
-  readonly stats: InformerStats = {
-    lists: 0,
-    relists: 0,
-    watches: 0,
-    events: 0,
-    bookmarks: 0,
-    malformed: 0,
-    errors: 0,
-  };
+  readonly stats: InformerStats = emptyInformerStats();
   private readonly cache = new Map<string, Entry<T>>();
   private readonly listeners: ((e: InformerEvent<T>) => void)[] = [];
   private readonly syncListeners: (() => void)[] = [];

@@ -7,7 +7,7 @@
  */
 import { silentLogger, type Logger } from '../log.js';
 import type { KubeApi } from './client.js';
-import { Informer, type InformerEvent, type InformerStats } from './informer.js';
+import { Informer, emptyInformerStats, type InformerEvent, type InformerStats } from './informer.js';
 import { parsePod, podsPath, poolParser, poolsPath, type InferencePool, type Pod } from './resources.js';
 import { selectorFromLabels, type LabelSelector } from './selector.js';
 
@@ -138,15 +138,7 @@ export class PoolPodsWatch {
     const all = [...this.retired];
     if (this.poolInformer !== null) all.push(this.poolInformer.stats);
     if (this.podInformer !== null) all.push(this.podInformer.stats);
-    const sum: InformerStats = {
-      lists: 0,
-      relists: 0,
-      watches: 0,
-      events: 0,
-      bookmarks: 0,
-      malformed: 0,
-      errors: 0,
-    };
+    const sum = emptyInformerStats();
     for (const s of all) for (const k of Object.keys(sum) as (keyof InformerStats)[]) sum[k] += s[k];
     return sum;
   }
